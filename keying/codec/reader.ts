@@ -87,7 +87,12 @@ export class Reader {
     this.need(len);
     const sub = new Reader(this.bytes, this.pos, this.pos + len);
     const items: T[] = [];
-    while (sub.remaining > 0) items.push(dec(sub));
+    while (sub.remaining > 0) {
+      const before = sub.offset;
+      items.push(dec(sub));
+      // An item that consumes nothing would repeat forever; no MLS struct is zero bytes long.
+      if (sub.offset === before) throw new MlsDecodeError("invalid-value", "empty vector item", before);
+    }
     this.pos += len;
     return items;
   }

@@ -6,7 +6,9 @@ export type CryptoErrorCode =
   | "invalid-private-key"
   | "invalid-signature-encoding"
   | "unsupported-suite"
-  | "invalid-length";
+  | "invalid-length"
+  /** A backend failed where valid input cannot fail (hashing, key generation). */
+  | "operation-failed";
 
 export class CryptoError extends Error {
   override readonly name = "CryptoError";

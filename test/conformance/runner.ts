@@ -1,4 +1,4 @@
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { CryptoProvider } from "../../keying/crypto/cipher-suite.js";
@@ -14,6 +14,8 @@ export interface FileReport {
   readonly failed: number;
   readonly failures: readonly CaseResult[];
   readonly note?: string;
+  /** Wall time of this file run, for spotting slow kinds. */
+  readonly ms?: number;
 }
 
 /** Loads every kind module in ./kinds (each default-exports a VectorKind). */
@@ -35,8 +37,10 @@ async function listJson(root: string): Promise<string[]> {
     entries.sort((a, b) => a.name.localeCompare(b.name));
     for (const e of entries) {
       const p = join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile() && e.name.endsWith(".json")) out.push(p);
+      // stat() follows symlinks, so a folder of links to vector files works like the files themselves.
+      const s = e.isSymbolicLink() ? await stat(p) : e;
+      if (s.isDirectory()) await walk(p);
+      else if (s.isFile() && e.name.endsWith(".json")) out.push(p);
     }
   };
   await walk(root);
@@ -76,6 +80,7 @@ export async function runConformance(
       continue;
     }
     for (const provider of kind.usesProvider ? providers : providers.slice(0, 1)) {
+      const started = performance.now();
       const results = await kind.run(file, provider);
       const failures = results.filter((r) => !r.ok);
       emit({
@@ -86,6 +91,7 @@ export async function runConformance(
         passed: results.length - failures.length,
         failed: failures.length,
         failures,
+        ms: performance.now() - started,
       });
     }
   }
@@ -96,7 +102,8 @@ export function formatReport(r: FileReport): string {
   const who = r.provider === "-" ? "" : ` [${r.provider}]`;
   if (r.status === "skipped") return `${r.relPath}${who}: skipped (${r.note ?? ""})`;
   if (r.status === "unreadable") return `${r.relPath}: unreadable (${r.note ?? ""})`;
-  const head = `${r.relPath}${who}: ${r.passed} passed, ${r.failed} failed`;
+  const took = r.ms === undefined ? "" : ` (${Math.round(r.ms)} ms)`;
+  const head = `${r.relPath}${who}: ${r.passed} passed, ${r.failed} failed${took}`;
   const shown = r.failures.slice(0, 5).map((f) => `\n    case ${f.index}: ${f.reason ?? "failed"}`);
   return head + shown.join("") + (r.failures.length > 5 ? `\n    ... ${r.failures.length - 5} more` : "");
 }
