@@ -31,6 +31,7 @@ import {
   type PrivateMessage,
   type PublicMessage,
   type Sender,
+  type SenderData,
 } from "./messages.js";
 import type { RatchetType, SecretTree } from "./secret-tree.js";
 
@@ -280,18 +281,29 @@ export async function protectPrivateMessage(
  * MlsValidationError ("wrong-group", "wrong-epoch", "decrypt-failed", "unknown-sender", "invalid-signature",
  * secret tree codes) or MlsDecodeError (malformed plaintext, non-zero padding).
  */
-export async function unprotectPrivateMessage(
+export async function unprotectPrivateMessage(suite: CipherSuite, message: PrivateMessage, keys: PrivateMessageKeys, view: EpochView): Promise<AuthenticatedContent>;
+/**
+ * With `accept`: runs it on the authenticated content before the ratchet key is consumed, so a message that
+ * decrypts but fails a later check (an invalid proposal, a bad commit) leaves the secret tree untouched.
+ */
+export async function unprotectPrivateMessage<T>(
   suite: CipherSuite,
   message: PrivateMessage,
   keys: PrivateMessageKeys,
   view: EpochView,
-): Promise<AuthenticatedContent> {
+  accept: (authenticated: AuthenticatedContent) => Promise<T>,
+): Promise<T>;
+export async function unprotectPrivateMessage<T>(
+  suite: CipherSuite,
+  message: PrivateMessage,
+  keys: PrivateMessageKeys,
+  view: EpochView,
+  accept?: (authenticated: AuthenticatedContent) => Promise<T>,
+): Promise<T | AuthenticatedContent> {
   const { groupId, epoch, contentType, authenticatedData, ciphertext } = message;
   checkGroupAndEpoch(groupId, epoch, view.context);
 
-  const sd = await senderDataKeyNonce(suite, keys.senderDataSecret, ciphertext);
-  const senderDataAAD = encode(encodeSenderDataAAD, { groupId, epoch, contentType });
-  const senderData = decode(decodeSenderData, await open(suite, sd, senderDataAAD, message.encryptedSenderData, "sender data"));
+  const senderData = await decryptSenderData(suite, message, keys.senderDataSecret);
   const sender: Sender = { senderType: SenderType.member, leafIndex: senderData.leafIndex };
 
   const aad = encode(encodePrivateContentAAD, { groupId, epoch, contentType, authenticatedData });
@@ -301,8 +313,16 @@ export async function unprotectPrivateMessage(
     const content: FramedContent = { groupId, epoch, sender, authenticatedData, ...body };
     const authenticated: AuthenticatedContent = { wireFormat: WireFormat.mlsPrivateMessage, content, auth };
     await verifyFramedContentSignature(suite, senderKey(view, content), authenticated, view.context);
-    return authenticated;
+    return accept ? accept(authenticated) : authenticated;
   });
+}
+
+/** The SenderData of a PrivateMessage (§6.3.2): who sent it and at which generation. Consumes no key. */
+export async function decryptSenderData(suite: CipherSuite, message: PrivateMessage, senderDataSecret: Uint8Array): Promise<SenderData> {
+  const { groupId, epoch, contentType } = message;
+  const sd = await senderDataKeyNonce(suite, senderDataSecret, message.ciphertext);
+  const senderDataAAD = encode(encodeSenderDataAAD, { groupId, epoch, contentType });
+  return decode(decodeSenderData, await open(suite, sd, senderDataAAD, message.encryptedSenderData, "sender data"));
 }
 
 async function open(suite: CipherSuite, k: AeadKeyNonce, aad: Uint8Array, ciphertext: Uint8Array, what: string): Promise<Uint8Array> {

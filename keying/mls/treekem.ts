@@ -232,17 +232,10 @@ export interface AppliedUpdatePath extends UpdatePathResult {
  * against the UpdatePath, and return the commit secret with the new private state.
  */
 export async function applyUpdatePath(input: ApplyUpdatePathInput): Promise<AppliedUpdatePath> {
-  const { suite, senderLeafIndex: sender, updatePath, groupContext } = input;
+  const { suite, senderLeafIndex: sender, updatePath } = input;
   const me = input.privateState.leafIndex;
   if (me === sender) throw new MlsValidationError("invalid-commit", "a member cannot process its own UpdatePath");
-  const steps = input.tree.filteredDirectPath(sender);
-  if (updatePath.nodes.length !== steps.length) {
-    throw new MlsValidationError("invalid-commit", `UpdatePath has ${updatePath.nodes.length} nodes, the sender's filtered direct path ${steps.length}`);
-  }
-  checkFreshKeys(input.tree, updatePath);
-
-  const tree = await mergeUpdatePath(suite, input.tree, sender, updatePath, steps, groupContext.groupId);
-  const provisional: GroupContext = { ...groupContext, treeHash: await treeHash(suite, tree) };
+  const { tree, groupContext: provisional, steps } = await mergeChecked(input);
 
   const at = steps.findIndex((s) => leafInSubtree(me, s.copathChild));
   if (at < 0) throw new MlsValidationError("invalid-commit", `leaf ${me} is under no node of the sender's filtered direct path`);
@@ -274,6 +267,36 @@ export async function applyUpdatePath(input: ApplyUpdatePathInput): Promise<Appl
     privateState = privateState.withNodeKey(step.node, kp);
   });
   return { tree, groupContext: provisional, commitSecret: chain[chain.length - 1]!, privateState, pathSecret };
+}
+
+export interface MergeUpdatePathInput {
+  readonly suite: CipherSuite;
+  /** The tree after the commit's proposals. Not modified. */
+  readonly tree: RatchetTree;
+  readonly senderLeafIndex: LeafIndex;
+  readonly updatePath: UpdatePath;
+  /** The provisional GroupContext without its tree hash. */
+  readonly groupContext: Omit<GroupContext, "treeHash">;
+}
+
+/**
+ * The public half of applyUpdatePath, for a party that holds no private key on the path: a public observer,
+ * or a member the same commit removes. Every check of the path's shape, keys, leaf and parent hashes runs.
+ */
+export async function mergeReceivedUpdatePath(input: MergeUpdatePathInput): Promise<Omit<UpdatePathResult, "commitSecret" | "privateState">> {
+  const { tree, groupContext } = await mergeChecked(input);
+  return { tree, groupContext };
+}
+
+async function mergeChecked(input: MergeUpdatePathInput): Promise<{ tree: RatchetTree; groupContext: GroupContext; steps: PathStep[] }> {
+  const { suite, senderLeafIndex: sender, updatePath, groupContext } = input;
+  const steps = input.tree.filteredDirectPath(sender);
+  if (updatePath.nodes.length !== steps.length) {
+    throw new MlsValidationError("invalid-commit", `UpdatePath has ${updatePath.nodes.length} nodes, the sender's filtered direct path ${steps.length}`);
+  }
+  checkFreshKeys(input.tree, updatePath);
+  const tree = await mergeUpdatePath(suite, input.tree, sender, updatePath, steps, groupContext.groupId);
+  return { tree, groupContext: { ...groupContext, treeHash: await treeHash(suite, tree) }, steps };
 }
 
 /** §12.4.2: no public key of the UpdatePath may already be in the tree, nor appear twice in the path. */

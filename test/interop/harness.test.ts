@@ -1,0 +1,138 @@
+/** The interop runner's script handling and the server's transport, independent of MLS itself. */
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectClient, formatOutcome, parseConfig, runScript, scriptActors, type InteropClient, RpcError } from "../../interop/runner.js";
+import { startInteropServer, type RunningInteropServer } from "../../interop/server.js";
+import type { MlsMethod, MlsRequests, MlsResponses } from "../../interop/proto.js";
+
+describe("config parsing", () => {
+  it("accepts the scripts shape and rejects others", () => {
+    const scripts = parseConfig({ scripts: { a: [{ action: "createGroup", actor: "alice" }] } });
+    expect([...scripts.keys()]).toEqual(["a"]);
+    expect(() => parseConfig({})).toThrow(/scripts/);
+    expect(() => parseConfig({ scripts: { a: {} } })).toThrow(/list of steps/);
+    expect(() => parseConfig({ scripts: { a: [{ actor: "alice" }] } })).toThrow(/no action/);
+    expect(() => parseConfig({ scripts: { a: [{ action: "x", actor: 3 }] } })).toThrow(/actor/);
+  });
+
+  it("lists every actor in order of first appearance, including members, joiners and signers", () => {
+    expect(
+      scriptActors([
+        { action: "createGroup", actor: "alice", members: ["bob", "carol"] },
+        { action: "externalJoin", actor: "bob", joiner: "dave" },
+        { action: "addExternalSigner", actor: "alice", signer: "ds" },
+        { action: "newMemberAddProposal", actor: "alice", joiner: "erin" },
+        { action: "installExternalPSK", clients: ["alice"] },
+      ]),
+    ).toEqual(["alice", "bob", "carol", "dave", "ds", "erin"]);
+  });
+});
+
+/** An in-memory client whose answers a test controls, to check what the runner verifies. */
+function fakeClient(address: string, answer: (method: MlsMethod, req: unknown) => unknown): InteropClient & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    address,
+    name: "fake",
+    suites: new Set([1]),
+    calls,
+    call: async <M extends MlsMethod>(method: M, req: Partial<MlsRequests[M]>) => {
+      calls.push(method);
+      return answer(method, req) as MlsResponses[M];
+    },
+    close: () => {},
+  };
+}
+
+const bytes = (...b: number[]): Uint8Array => Uint8Array.from(b);
+
+describe("runner checks", () => {
+  const script = parseConfig({
+    scripts: {
+      s: [
+        { action: "createGroup", actor: "alice" },
+        { action: "createKeyPackage", actor: "bob" },
+        { action: "addProposal", actor: "alice", keyPackage: 1 },
+        { action: "fullCommit", actor: "alice", byReference: [2], joiners: ["bob"] },
+      ],
+    },
+  }).get("s")!;
+
+  function answers(joinerAuth: Uint8Array) {
+    return (method: MlsMethod): unknown => {
+      switch (method) {
+        case "CreateGroup":
+          return { stateId: 1 };
+        case "CreateKeyPackage":
+          return { transactionId: 2, keyPackage: bytes(1), initPriv: bytes(), encryptionPriv: bytes(), signaturePriv: bytes() };
+        case "AddProposal":
+          return { proposal: bytes(2) };
+        case "Commit":
+          return { commit: bytes(3), welcome: bytes(4), ratchetTree: bytes() };
+        case "HandlePendingCommit":
+          return { stateId: 1, epochAuthenticator: bytes(9, 9) };
+        case "JoinGroup":
+          return { stateId: 3, epochAuthenticator: joinerAuth };
+        default:
+          throw new RpcError(method, grpc.status.UNIMPLEMENTED, "not in this fake");
+      }
+    };
+  }
+
+  it("passes when the joiner agrees on the epoch authenticator", async () => {
+    const c = fakeClient("a", answers(bytes(9, 9)));
+    const o = await runScript("s", script, [c]);
+    expect(formatOutcome(o)).toBe("s: passed");
+    expect(o.runs).toBe(2); // suite 1, public and private handshakes
+    expect(c.calls.slice(0, 6)).toEqual(["CreateGroup", "CreateKeyPackage", "AddProposal", "Commit", "HandlePendingCommit", "JoinGroup"]);
+  });
+
+  it("fails, naming the step and actor, when the joiner disagrees", async () => {
+    const o = await runScript("s", script, [fakeClient("a", answers(bytes(9, 8)))]);
+    expect(o.failures).toHaveLength(2);
+    expect(o.failures[0]).toMatchObject({ step: 3, action: "fullCommit", cipherSuite: 1 });
+    expect(formatOutcome(o)).toMatch(/^s: failed \(2\/2 runs; .*joiner bob failed to agree on the epoch authenticator/);
+  });
+
+  it("rotates the actor->client assignment between runs", async () => {
+    const a = fakeClient("a", answers(bytes(9, 9)));
+    const b = fakeClient("b", answers(bytes(9, 9)));
+    await runScript("s", script, [a, b]);
+    // Run 1: alice@a, bob@b; run 2: alice@b, bob@a.
+    expect(a.calls.filter((m) => m === "CreateGroup")).toHaveLength(1);
+    expect(b.calls.filter((m) => m === "CreateGroup")).toHaveLength(1);
+    expect(a.calls.filter((m) => m === "JoinGroup")).toHaveLength(1);
+  });
+
+  it("reports a malformed script step as a failure, not a crash", async () => {
+    const bad = parseConfig({ scripts: { s: [{ action: "createGroup", actor: "alice" }, { action: "addProposal", actor: "alice", keyPackage: 7 }] } }).get("s")!;
+    const o = await runScript("s", bad, [fakeClient("a", answers(bytes()))]);
+    expect(o.failures[0]).toMatchObject({ step: 1, error: "malformed step: no key_package at step 7" });
+  });
+});
+
+describe("interop server transport", () => {
+  let server: RunningInteropServer;
+  let client: InteropClient;
+  beforeAll(async () => {
+    server = await startInteropServer({ port: 0 });
+    client = await connectClient(server.address);
+  });
+  afterAll(async () => {
+    client.close();
+    await server.close();
+  });
+
+  it("answers its name and every RFC 9420 suite", () => {
+    expect(client.name).toMatch(/Conclave/);
+    expect([...client.suites].sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it("answers NOT_FOUND for an unknown state or transaction id", async () => {
+    await expect(client.call("StorePSK", { stateOrTransactionId: 4242, pskId: bytes(1), pskSecret: bytes(2) })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+  });
+
+  it("answers INVALID_ARGUMENT for an unsupported cipher suite", async () => {
+    await expect(client.call("CreateExternalSigner", { cipherSuite: 99, identity: bytes(1) })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+  });
+});

@@ -1,0 +1,31 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll } from "vitest";
+import { SqliteStore } from "../../sfu-signaling/store/sqlite.js";
+import type { Store } from "../../sfu-signaling/store/store.js";
+import { storeContract } from "./store-contract.js";
+
+const dir = mkdtempSync(join(tmpdir(), "conclave-store-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let n = 0;
+const paths = new WeakMap<Store, string>();
+
+storeContract("sqlite (file, WAL)", {
+  async create() {
+    const path = join(dir, `store-${n++}.db`);
+    const store = new SqliteStore({ path });
+    paths.set(store, path);
+    return store;
+  },
+  async reopen(store) {
+    const path = paths.get(store)!;
+    await store.close();
+    const again = new SqliteStore({ path });
+    paths.set(again, path);
+    return again;
+  },
+});
+
+storeContract("sqlite (:memory:)", { create: async () => new SqliteStore({ path: ":memory:" }) });
