@@ -16,6 +16,7 @@ import { bytesEqual } from "../keying/codec/bytes.js";
 import { loadInteropProto, type ExtensionMsg, type InteropProto, type MlsMethod, type MlsRequests, type MlsResponses, type ProposalDescriptionMsg } from "./proto.js";
 
 const DEFAULT_CALL_TIMEOUT_MS = 120_000;
+const MAX_COMBINATIONS = 4096;
 
 // ---------------------------------------------------------------------------------------------------------
 // Clients
@@ -47,8 +48,8 @@ export async function connectClient(address: string, options: { proto?: InteropP
   const proto = options.proto ?? (await loadInteropProto());
   const timeout = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
   const stub = new proto.Client(address, grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": 64 * 1024 * 1024,
-    "grpc.max_send_message_length": 64 * 1024 * 1024,
+    "grpc.max_receive_message_length": 16 * 1024 * 1024,
+    "grpc.max_send_message_length": 16 * 1024 * 1024,
   }) as unknown as Record<string, UnaryStub> & grpc.Client;
   const call = <M extends MlsMethod>(method: M, request: Partial<MlsRequests[M]>): Promise<MlsResponses[M]> =>
     new Promise((resolve, reject) => {
@@ -205,11 +206,11 @@ function* runMatrix(script: Script, clients: readonly InteropClient[], options: 
   const suites = options.suites ? offered.filter((s) => options.suites!.includes(s)) : offered;
   const handshake = options.handshake ?? "all";
   const encryptOptions = handshake === "all" ? [false, true] : [handshake === "private"];
-  let rotation = 0;
-  for (const cipherSuite of suites) {
+  for (const [s, cipherSuite] of suites.entries()) {
     const able = clients.filter((c) => c.suites.has(cipherSuite));
-    for (const encryptHandshake of encryptOptions) {
-      for (const combo of assignments(actors.length, able.length, options.assignment ?? "rotate", rotation++)) {
+    for (const [e, encryptHandshake] of encryptOptions.entries()) {
+      // Rotating by suite + mode pairs every assignment with both handshake modes across suites.
+      for (const combo of assignments(actors.length, able.length, options.assignment ?? "rotate", s + e)) {
         yield { cipherSuite, encryptHandshake, actorClients: new Map(actors.map((a, i) => [a, able[combo[i]!]!])) };
       }
     }
@@ -219,6 +220,7 @@ function* runMatrix(script: Script, clients: readonly InteropClient[], options: 
 function assignments(slots: number, clients: number, mode: AssignmentMode, rotation: number): number[][] {
   if (mode === "random") return [Array.from({ length: slots }, () => Math.floor(Math.random() * clients))];
   if (mode === "rotate") return [Array.from({ length: slots }, (_, i) => (i + rotation) % clients)];
+  if (clients ** slots > MAX_COMBINATIONS) throw new Error(`${clients}^${slots} actor assignments are too many for "all": use rotate or random`);
   let combos: number[][] = [[]];
   for (let s = 0; s < slots; s++) combos = combos.flatMap((c) => Array.from({ length: clients }, (_, v) => [...c, v]));
   return combos;

@@ -21,11 +21,14 @@ export interface InteropServerOptions extends InteropServiceOptions {
   readonly onError?: (method: string, message: string) => void;
 }
 
+const CLOSE_GRACE_MS = 2000;
+
 export interface RunningInteropServer {
   readonly port: number;
   /** host:port for `--client`. */
   readonly address: string;
   readonly service: InteropService;
+  /** Stops accepting calls; open connections get a short grace, then are cut. */
   close(): Promise<void>;
 }
 
@@ -37,7 +40,8 @@ export function toStatus(e: unknown): { code: grpc.status; details: string } {
   return { code: grpc.status.INTERNAL, details: e instanceof Error ? `${e.name}: ${e.message}` : "internal error" };
 }
 
-const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+// Ample for a GroupInfo with the ratchet tree of a few thousand members; bounds what a peer can make us buffer.
+const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 export async function startInteropServer(options: InteropServerOptions = {}): Promise<RunningInteropServer> {
   const proto = options.proto ?? (await loadInteropProto());
@@ -69,7 +73,13 @@ export async function startInteropServer(options: InteropServerOptions = {}): Pr
     service,
     close: () =>
       new Promise<void>((resolve) => {
-        server.tryShutdown(() => resolve());
+        // A peer that keeps its connection open would hold a graceful shutdown forever: cut it after a grace.
+        const force = setTimeout(() => server.forceShutdown(), CLOSE_GRACE_MS);
+        force.unref();
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
       }),
   };
 }

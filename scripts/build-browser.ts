@@ -15,6 +15,7 @@ const entries: Record<string, string> = {
   "loopback-page": "test/browser/pages/loopback.ts",
   "record-page": "test/browser/pages/record.ts",
   "record-worker": "test/browser/pages/record-worker.ts",
+  "bench-page": "test/browser/pages/bench.ts",
   "bench-worker": "test/browser/pages/bench-worker.ts",
 };
 

@@ -72,7 +72,4 @@ export function mayJoin(principal: Principal, room: string): boolean {
   return principal.rooms.includes("*") || principal.rooms.includes(room);
 }
 
-/** The basic-credential identity a device's leaves must carry. */
-export function memberId(principal: Pick<Principal, "user" | "device">): string {
-  return `${principal.user}/${principal.device}`;
-}
+export { memberId } from "./protocol.js";

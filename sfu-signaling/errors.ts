@@ -3,28 +3,9 @@
  * carries structured data some codes need (`wrong-epoch` carries the current epoch and the missed entries).
  * Messages name the object and the failed check, never a secret.
  */
-export type DsErrorCode =
-  | "unauthorized"
-  | "forbidden-room"
-  | "invalid-payload"
-  | "payload-too-large"
-  | "rate-limited"
-  | "malformed-message"
-  | "invalid-message"
-  | "invalid-key-package"
-  | "wrong-identity"
-  | "too-many-key-packages"
-  | "no-common-suite"
-  | "unknown-user"
-  | "key-packages-exhausted"
-  | "unsupported-suite"
-  | "unknown-group"
-  | "group-exists"
-  | "group-closed"
-  | "wrong-group"
-  | "wrong-epoch"
-  | "not-a-member"
-  | "internal";
+import type { DsErrorCode, WireError } from "./protocol.js";
+
+export type { DsErrorCode, WireError } from "./protocol.js";
 
 export class DsError extends Error {
   override readonly name = "DsError";
@@ -35,13 +16,6 @@ export class DsError extends Error {
   ) {
     super(message);
   }
-}
-
-/** The wire form of a refusal: `{ code, message, ...extra }`. */
-export interface WireError {
-  code: DsErrorCode;
-  message: string;
-  [k: string]: unknown;
 }
 
 export function toWireError(e: unknown): WireError {

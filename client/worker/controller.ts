@@ -56,6 +56,8 @@ export class FrameCryptoController extends EventTarget {
   /** The last stats the worker posted, one entry per participant. */
   stats: ParticipantStats[] = [];
   private readonly worker: Worker;
+  private readonly streamIds = new WeakMap<RTCRtpSender | RTCRtpReceiver, number>();
+  private nextStreamId = 0;
 
   constructor(options: FrameCryptoControllerOptions) {
     super();
@@ -96,13 +98,16 @@ export class FrameCryptoController extends EventTarget {
     }
   }
 
-  private attach(target: RTCRtpSender | RTCRtpReceiver, stream: StreamDescriptor): void {
+  private attach(target: RTCRtpSender | RTCRtpReceiver, role: StreamDescriptor["role"], participantId: string): void {
+    if (this.streamIds.has(target)) return;
+    const stream: StreamDescriptor = { streamId: this.nextStreamId++, role, participantId };
     if (this.api === "script-transform") {
       target.transform = new RTCRtpScriptTransform(this.worker, stream);
-      return;
+    } else {
+      const { readable, writable } = (target as unknown as WithEncodedStreams).createEncodedStreams();
+      this.send({ type: "streams", stream, readable, writable }, [readable as unknown as Transferable, writable as unknown as Transferable]);
     }
-    const { readable, writable } = (target as unknown as WithEncodedStreams).createEncodedStreams();
-    this.send({ type: "streams", stream, readable, writable }, [readable as unknown as Transferable, writable as unknown as Transferable]);
+    this.streamIds.set(target, stream.streamId);
   }
 
   /**
@@ -111,7 +116,7 @@ export class FrameCryptoController extends EventTarget {
    */
   protectSender(sender: RTCRtpSender): void {
     try {
-      this.attach(sender, { role: "send", participantId: this.selfId });
+      this.attach(sender, "send", this.selfId);
     } catch (e) {
       void sender.replaceTrack(null).catch(() => undefined);
       throw new E2eeUnsupportedError(`cannot protect the sender: ${e instanceof Error ? e.message : String(e)}`);
@@ -121,10 +126,21 @@ export class FrameCryptoController extends EventTarget {
   /** Decrypts what `receiver` receives from `participantId` (named in stats and errors). */
   protectReceiver(receiver: RTCRtpReceiver, participantId: string): void {
     try {
-      this.attach(receiver, { role: "receive", participantId });
+      this.attach(receiver, "receive", participantId);
     } catch (e) {
       throw new E2eeUnsupportedError(`cannot protect the receiver: ${e instanceof Error ? e.message : String(e)}`);
     }
+  }
+
+  /**
+   * Stops transforming a sender's or receiver's frames, when it is removed; its stats stay. Media of a
+   * released sender stops flowing rather than going out in the clear.
+   */
+  release(target: RTCRtpSender | RTCRtpReceiver): void {
+    const streamId = this.streamIds.get(target);
+    if (streamId === undefined) return;
+    this.streamIds.delete(target);
+    this.send({ type: "release", streamId });
   }
 
   /** Hands the worker an epoch's SFrame base key (copied: the caller's buffer stays usable). */

@@ -43,7 +43,8 @@ export class FrameCrypto {
   private readonly stats: StatsBook;
   /** Epochs held, oldest first; the last is the one sent with. */
   private epochs: EpochUpdate[] = [];
-  private readonly streams = new Set<FrameStream>();
+  /** Attached streams by streamId; `stream` is set once its keys are installed. */
+  private readonly streams = new Map<number, { readonly abort: AbortController; stream?: FrameStream }>();
   private readonly idleSendKeyrings: EpochKeyring[] = [];
   private nextSendContext = 0n;
   private readonly graceTimers = new Set<ReturnType<typeof setTimeout>>();
@@ -87,7 +88,7 @@ export class FrameCrypto {
       const copy: EpochUpdate = { epoch: update.epoch, baseKey: update.baseKey.slice(), myLeafIndex: update.myLeafIndex };
       const sameBits = (e: EpochUpdate) => e.epoch % BigInt(MAX_SFRAME_EPOCHS) === copy.epoch % BigInt(MAX_SFRAME_EPOCHS);
       this.epochs = [...this.epochs.filter((e) => !sameBits(e)), copy];
-      const streams = [...this.streams];
+      const streams = [...this.streams.values()].flatMap((s) => (s.stream ? [s.stream] : []));
       const receive = streams.filter((s) => s.role === "receive");
       const send = streams.filter((s) => s.role === "send");
       try {
@@ -106,7 +107,7 @@ export class FrameCrypto {
     const timer = setTimeout(() => {
       this.graceTimers.delete(timer);
       this.epochs = this.epochs.filter((e) => e.epoch !== epoch);
-      for (const s of this.streams) s.keyring.retireEpoch(epoch);
+      for (const { stream } of this.streams.values()) stream?.keyring.retireEpoch(epoch);
       for (const k of this.idleSendKeyrings) k.retireEpoch(epoch);
     }, this.options.graceMs);
     this.graceTimers.add(timer);
@@ -116,31 +117,37 @@ export class FrameCrypto {
    * Runs a stream's frames through the frame path until the stream ends. Keys are installed before the
    * first frame is read, so a sender never meets a frame it has no key for once an epoch is known.
    */
-  attach<F extends TransformableFrame>(descriptor: StreamDescriptor, readable: ReadableStream<F>, writable: WritableStream<F>): Promise<void> {
-    const stream = this.queue(async () => {
-      const keyring = descriptor.role === "send" ? this.takeSendKeyring() : new EpochKeyring();
-      const s = new FrameStream<F>(descriptor, keyring, this.stats, () => this.options);
-      // A pooled send keyring kept up with every epoch; a new one needs only the epoch it sends with.
-      const pending = descriptor.role === "send" ? this.epochs.slice(-1).filter((e) => keyring.epochs.at(-1) !== e.epoch) : this.epochs;
-      for (const e of pending) await s.addEpoch(e);
-      this.streams.add(s as unknown as FrameStream);
-      return s;
-    });
-    return stream.then(async (s) => {
-      try {
-        await readable.pipeThrough(s.transform()).pipeTo(writable);
-      } catch (e) {
-        this.stats.error(s.participantId, "stream-failed", `stream ended: ${describeError(e)}`);
-      } finally {
-        s.close();
-        this.streams.delete(s as unknown as FrameStream);
-        if (s.role === "send") this.idleSendKeyrings.push(s.keyring);
-      }
-    });
+  async attach(descriptor: StreamDescriptor, readable: ReadableStream<TransformableFrame>, writable: WritableStream<TransformableFrame>): Promise<void> {
+    const { streamId, participantId } = descriptor;
+    if (this.streams.has(streamId)) return this.stats.error(participantId, "stream-failed", `stream ${streamId} is already attached`);
+    const entry: { readonly abort: AbortController; stream?: FrameStream } = { abort: new AbortController() };
+    this.streams.set(streamId, entry);
+    const keyring = descriptor.role === "send" ? this.takeSendKeyring() : new EpochKeyring();
+    const s = new FrameStream(descriptor, keyring, this.stats, () => this.options);
+    try {
+      await this.queue(async () => {
+        // A pooled send keyring kept up with every epoch; a new one needs only the epoch it sends with.
+        const pending = descriptor.role === "send" ? this.epochs.slice(-1).filter((e) => keyring.epochs.at(-1) !== e.epoch) : this.epochs;
+        for (const e of pending) await s.addEpoch(e);
+        entry.stream = s;
+      });
+      await readable.pipeThrough(s.transform()).pipeTo(writable, { signal: entry.abort.signal });
+    } catch (e) {
+      if (!entry.abort.signal.aborted) this.stats.error(participantId, "stream-failed", `stream ended: ${describeError(e)}`);
+    } finally {
+      s.close();
+      this.streams.delete(streamId);
+      if (descriptor.role === "send") this.idleSendKeyrings.push(keyring);
+    }
   }
 
   private takeSendKeyring(): EpochKeyring {
     return this.idleSendKeyrings.pop() ?? new EpochKeyring({ sendContext: this.nextSendContext++ });
+  }
+
+  /** Stops a stream: its frames are no longer read (so none pass untransformed) and its keyring is freed. */
+  release(streamId: number): void {
+    this.streams.get(streamId)?.abort.abort();
   }
 
   /** Current counters, one entry per participant (what the next stats post would carry). */
@@ -156,7 +163,10 @@ export class FrameCrypto {
   close(): void {
     for (const t of this.graceTimers) clearTimeout(t);
     this.graceTimers.clear();
-    for (const s of this.streams) s.close();
+    for (const { stream, abort } of this.streams.values()) {
+      stream?.close();
+      abort.abort();
+    }
     this.stats.close();
   }
 }

@@ -22,8 +22,8 @@ export interface TransformableFrame {
 
 type SlotState = "busy" | "held" | "ready" | "dropped";
 
-interface Slot<F extends TransformableFrame> {
-  readonly frame: F;
+interface Slot {
+  readonly frame: TransformableFrame;
   /** Undefined for frames passed through untouched (empty ones). */
   readonly codec: MediaCodec | undefined;
   state: SlotState;
@@ -65,11 +65,11 @@ function receiveDropReason(e: unknown): DropReason | "replay" {
  * frames behind it wait too (decoders need order); addEpoch retries every held slot. A held frame is
  * dropped after holdMs, or when more than maxHeldFrames queue behind held frames (oldest first).
  */
-export class FrameStream<F extends TransformableFrame = TransformableFrame> {
+export class FrameStream {
   readonly role: StreamDescriptor["role"];
   readonly participantId: string;
-  private readonly queue: Slot<F>[] = [];
-  private controller: TransformStreamDefaultController<F> | undefined;
+  private readonly queue: Slot[] = [];
+  private controller: TransformStreamDefaultController<TransformableFrame> | undefined;
   private inFlight = 0;
   private waiters: (() => void)[] = [];
   private generation = 0;
@@ -98,8 +98,8 @@ export class FrameStream<F extends TransformableFrame = TransformableFrame> {
   }
 
   /** The frame path as a TransformStream for `readable.pipeThrough(...)`. */
-  transform(): TransformStream<F, F> {
-    return new TransformStream<F, F>({
+  transform(): TransformStream<TransformableFrame, TransformableFrame> {
+    return new TransformStream<TransformableFrame, TransformableFrame>({
       start: (controller) => {
         this.controller = controller;
       },
@@ -108,9 +108,9 @@ export class FrameStream<F extends TransformableFrame = TransformableFrame> {
     });
   }
 
-  private async accept(frame: F): Promise<void> {
+  private async accept(frame: TransformableFrame): Promise<void> {
     if (frame.data.byteLength === 0) {
-      // Nothing to protect: Chromium passes empty frames between layers.
+      // Nothing to protect, but it keeps its place in the order.
       this.queue.push({ frame, codec: undefined, state: "ready", generation: 0, heldAt: 0, wasHeld: false, output: frame.data });
       this.drain();
       return;
@@ -121,7 +121,7 @@ export class FrameStream<F extends TransformableFrame = TransformableFrame> {
       this.stats.dropped(this.participantId, "unsupported-codec", new Error(`no SFrame layout for ${mimeType ?? "an unlabelled payload"}`));
       return;
     }
-    const slot: Slot<F> = { frame, codec, state: "busy", generation: 0, heldAt: 0, wasHeld: false };
+    const slot: Slot = { frame, codec, state: "busy", generation: 0, heldAt: 0, wasHeld: false };
     this.queue.push(slot);
     this.start(slot);
     this.enforceCountBound();
@@ -129,7 +129,7 @@ export class FrameStream<F extends TransformableFrame = TransformableFrame> {
     while (this.inFlight >= this.options().maxInFlight) await new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 
-  private start(slot: Slot<F>): void {
+  private start(slot: Slot): void {
     slot.state = "busy";
     slot.generation = this.generation;
     this.inFlight++;
@@ -141,7 +141,7 @@ export class FrameStream<F extends TransformableFrame = TransformableFrame> {
     });
   }
 
-  private async encrypt(slot: Slot<F>): Promise<void> {
+  private async encrypt(slot: Slot): Promise<void> {
     const kid = this.keyring.sendKid;
     if (kid === undefined) return this.drop(slot, "no-send-key", new Error("no epoch installed yet"));
     const epoch = this.keyring.epochOf(kid);
@@ -156,7 +156,7 @@ export class FrameStream<F extends TransformableFrame = TransformableFrame> {
     }
   }
 
-  private async decrypt(slot: Slot<F>): Promise<void> {
+  private async decrypt(slot: Slot): Promise<void> {
     try {
       const { frame, kid } = await unprotectFrame(this.keyring.context, slot.codec!, new Uint8Array(slot.frame.data));
       slot.output = exactBuffer(frame);
@@ -168,7 +168,7 @@ export class FrameStream<F extends TransformableFrame = TransformableFrame> {
     }
   }
 
-  private missingKey(slot: Slot<F>, kid: bigint, error: SFrameError): void {
+  private missingKey(slot: Slot, kid: bigint, error: SFrameError): void {
     if (this.closed) return this.drop(slot, "hold-timeout", error);
     // Keys arrived while this attempt ran: the retry in addEpoch did not see this slot as held.
     if (slot.generation !== this.generation) return this.start(slot);
@@ -195,7 +195,7 @@ export class FrameStream<F extends TransformableFrame = TransformableFrame> {
     return ahead >= 1 && ahead <= MAX_SFRAME_EPOCHS / 2;
   }
 
-  private drop(slot: Slot<F>, reason: DropReason | "replay", error: unknown): void {
+  private drop(slot: Slot, reason: DropReason | "replay", error: unknown): void {
     slot.state = "dropped";
     this.stats.dropped(this.participantId, reason, error);
   }

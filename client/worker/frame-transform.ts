@@ -18,9 +18,9 @@ const core = new FrameCrypto((m) => scope.postMessage(m));
 
 function descriptor(value: unknown): StreamDescriptor | undefined {
   if (typeof value !== "object" || value === null) return undefined;
-  const { role, participantId } = value as Partial<StreamDescriptor>;
-  if ((role !== "send" && role !== "receive") || typeof participantId !== "string") return undefined;
-  return { role, participantId };
+  const { streamId, role, participantId } = value as Partial<StreamDescriptor>;
+  if (!Number.isSafeInteger(streamId) || (role !== "send" && role !== "receive") || typeof participantId !== "string") return undefined;
+  return { streamId: streamId!, role, participantId };
 }
 
 scope.onrtctransform = (e) => {
@@ -48,5 +48,8 @@ scope.onmessage = (e) => {
       else core.reportError("stream-failed", "streams message without a descriptor and both streams");
       break;
     }
+    case "release":
+      core.release(m.streamId);
+      break;
   }
 };

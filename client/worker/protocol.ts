@@ -40,9 +40,11 @@ export type StreamRole = "send" | "receive";
 
 /**
  * What the page tells the worker about a stream: as RTCRtpScriptTransform options, or alongside the
- * transferred streams of createEncodedStreams. `participantId` names whose frames these are in stats.
+ * transferred streams of createEncodedStreams. `participantId` names whose frames these are in stats;
+ * `streamId` (unique per worker) lets the page release the stream.
  */
 export interface StreamDescriptor {
+  readonly streamId: number;
   readonly role: StreamRole;
   readonly participantId: string;
 }
@@ -55,7 +57,9 @@ export type ToWorker =
       readonly stream: StreamDescriptor;
       readonly readable: ReadableStream;
       readonly writable: WritableStream;
-    };
+    }
+  /** The page is done with a stream (its sender or receiver went away): stop transforming it. */
+  | { readonly type: "release"; readonly streamId: number };
 
 /** Why a frame did not come out of the transform. */
 export type DropReason =

@@ -86,7 +86,7 @@ export function nodeBackend(nc: typeof NodeCrypto): Backend {
   /** X25519/X448/Ed25519/Ed448 keys as KeyObjects; OpenSSL ignores `x` when importing a private JWK. */
   function okpKeys(crv: "X25519" | "X448" | "Ed25519" | "Ed448") {
     const secrets = new SecretKeyCache<KeyObject>();
-    const publics = new PublicKeyCache<KeyObject>();
+    const publics = new PublicKeyCache<KeyObject>(4096);
     const privateKey = (sk: Uint8Array) =>
       secrets.obtain(sk, () =>
         guard("invalid-private-key", `unusable ${crv} private key`, () =>
@@ -179,7 +179,7 @@ export function nodeBackend(nc: typeof NodeCrypto): Backend {
     };
     const coordinates = (pk: Uint8Array) => ({ kty: "EC", crv: jwkCurve, x: b64url(pk.subarray(1, 1 + half)), y: b64url(pk.subarray(1 + half)) });
     const secrets = new SecretKeyCache<KeyObject>();
-    const publics = new PublicKeyCache<KeyObject>();
+    const publics = new PublicKeyCache<KeyObject>(4096);
     const publicFromScalar = (sk: Uint8Array) =>
       guard("invalid-private-key", `unusable ${jwkCurve} private key`, () => {
         const e = nc.createECDH(ecdhCurve);

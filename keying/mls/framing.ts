@@ -45,7 +45,7 @@ function carriesGroupContext(sender: Sender): boolean {
   return sender.senderType === SenderType.member || sender.senderType === SenderType.newMemberCommit;
 }
 
-function framedContentTBS(wireFormat: WireFormat, content: FramedContent, context: GroupContext): Uint8Array {
+function framedContentTBS(wireFormat: WireFormat, content: FramedContent, context: GroupContext | undefined): Uint8Array {
   return encode(encodeFramedContentTBS, {
     version: ProtocolVersion.mls10,
     wireFormat,
@@ -54,13 +54,16 @@ function framedContentTBS(wireFormat: WireFormat, content: FramedContent, contex
   });
 }
 
-/** SignWithLabel(., "FramedContentTBS", FramedContentTBS): the `signature` of FramedContentAuthData. */
+/**
+ * SignWithLabel(., "FramedContentTBS", FramedContentTBS): the `signature` of FramedContentAuthData. `context`
+ * may be undefined for external and new_member_proposal senders, whose signatures do not cover it.
+ */
 export function signFramedContent(
   suite: CipherSuite,
   signaturePrivateKey: Uint8Array,
   wireFormat: WireFormat,
   content: FramedContent,
-  context: GroupContext,
+  context: GroupContext | undefined,
 ): Promise<Uint8Array> {
   return suite.signWithLabel(signaturePrivateKey, "FramedContentTBS", framedContentTBS(wireFormat, content, context));
 }

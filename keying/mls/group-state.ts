@@ -44,6 +44,8 @@ export interface CachedProposal {
   readonly sender: Sender;
   /** For an Update this client proposed: its new leaf's key pair, installed if a Commit covers the Update. */
   readonly updateKey?: KeyPair;
+  /** For a proposal this client sent: the MLSMessage, to recognise it when the DS echoes it back. */
+  readonly message?: Uint8Array;
 }
 
 /** The secrets an epoch keeps after its start (§9.2: encryption_secret lives on only in the secret tree). */
@@ -198,18 +200,20 @@ function decodePrivateState(r: Reader): TreePrivateState {
   return ps;
 }
 
-function encodeCachedProposal(w: Writer, p: CachedProposal): void {
+export function encodeCachedProposal(w: Writer, p: CachedProposal): void {
   w.opaque(p.ref);
   encodeProposal(w, p.proposal);
   encodeSender(w, p.sender);
   w.optional(p.updateKey, encodeKeyPair);
+  w.optional(p.message, writeOpaque);
 }
-function decodeCachedProposal(r: Reader): CachedProposal {
+export function decodeCachedProposal(r: Reader): CachedProposal {
   const ref = r.opaque();
   const proposal = decodeProposal(r);
   const sender = decodeSender(r);
   const updateKey = r.optional(decodeKeyPair);
-  return updateKey ? { ref, proposal, sender, updateKey } : { ref, proposal, sender };
+  const message = r.optional(readOpaque);
+  return { ref, proposal, sender, ...(updateKey ? { updateKey } : {}), ...(message ? { message } : {}) };
 }
 
 interface EncodedPastEpoch {

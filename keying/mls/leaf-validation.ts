@@ -6,6 +6,7 @@
  */
 import type { CipherSuite } from "../crypto/cipher-suite.js";
 import { MlsValidationError } from "./errors.js";
+import { KeyMap } from "./key-map.js";
 import { verifyLeafNodeSignature } from "./leaf-node.js";
 import {
   ExtensionType,
@@ -42,13 +43,6 @@ const SUPPORTED_GROUP_EXTENSIONS: ReadonlySet<number> = new Set([
 /** Proposal types this implementation can apply. */
 export const SUPPORTED_PROPOSALS: ReadonlySet<number> = DEFAULT_PROPOSALS;
 
-/** A map key for a public key: a latin1 string is cheaper to build than hex and compares the same. */
-export function keyId(bytes: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 4096) s += String.fromCharCode(...bytes.subarray(i, i + 4096));
-  return s;
-}
-
 /** §13.4: a list of extensions holds at most one of each type. */
 export function checkUniqueExtensions(extensions: readonly Extension[], where: string): void {
   const seen = new Set<number>();
@@ -71,8 +65,8 @@ export function checkSupportedGroupExtensions(extensions: readonly Extension[]):
  * the validation of one proposal list and follows the tree as each proposal applies.
  */
 export class MemberIndex {
-  private readonly signatureKeys = new Map<string, LeafIndex>();
-  private readonly encryptionKeys = new Map<string, NodeIndex>();
+  private readonly signatureKeys = new KeyMap<LeafIndex>();
+  private readonly encryptionKeys = new KeyMap<NodeIndex>();
   /** Credential type -> number of members using it. */
   private readonly inUse = new Map<number, number>();
   /** Credential type -> number of members listing it in their capabilities. */
@@ -82,7 +76,7 @@ export class MemberIndex {
   static of(tree: RatchetTree): MemberIndex {
     const index = new MemberIndex();
     for (const [leaf, node] of tree.leaves()) index.addLeaf(leaf, node);
-    for (const [x, node] of tree.parents()) index.encryptionKeys.set(keyId(node.encryptionKey), x);
+    for (const [x, node] of tree.parents()) index.encryptionKeys.set(node.encryptionKey, x);
     return index;
   }
 
@@ -91,11 +85,11 @@ export class MemberIndex {
   }
 
   signatureKeyOwner(key: Uint8Array): LeafIndex | undefined {
-    return this.signatureKeys.get(keyId(key));
+    return this.signatureKeys.get(key);
   }
 
   encryptionKeyOwner(key: Uint8Array): NodeIndex | undefined {
-    return this.encryptionKeys.get(keyId(key));
+    return this.encryptionKeys.get(key);
   }
 
   /** Whether every member other than `except` lists `type` among its supported credentials. */
@@ -112,18 +106,18 @@ export class MemberIndex {
   }
 
   addLeaf(leaf: LeafIndex, node: LeafNode): void {
-    this.signatureKeys.set(keyId(node.signatureKey), leaf);
-    this.encryptionKeys.set(keyId(node.encryptionKey), leafToNode(leaf));
+    this.signatureKeys.set(node.signatureKey, leaf);
+    this.encryptionKeys.set(node.encryptionKey, leafToNode(leaf));
     bump(this.inUse, node.credential.credentialType, 1);
-    for (const t of new Set(node.capabilities.credentials)) bump(this.supported, t, 1);
+    eachDistinct(node.capabilities.credentials, (t) => bump(this.supported, t, 1));
     this.members++;
   }
 
   removeLeaf(node: LeafNode): void {
-    this.signatureKeys.delete(keyId(node.signatureKey));
-    this.encryptionKeys.delete(keyId(node.encryptionKey));
+    this.signatureKeys.delete(node.signatureKey);
+    this.encryptionKeys.delete(node.encryptionKey);
     bump(this.inUse, node.credential.credentialType, -1);
-    for (const t of new Set(node.capabilities.credentials)) bump(this.supported, t, -1);
+    eachDistinct(node.capabilities.credentials, (t) => bump(this.supported, t, -1));
     this.members--;
   }
 
@@ -131,6 +125,11 @@ export class MemberIndex {
     this.removeLeaf(before);
     this.addLeaf(leaf, after);
   }
+}
+
+/** Calls `f` once per distinct value (capability lists are short; a Set per leaf would cost more). */
+function eachDistinct(values: readonly number[], f: (v: number) => void): void {
+  for (let i = 0; i < values.length; i++) if (values.indexOf(values[i]!) === i) f(values[i]!);
 }
 
 function bump(map: Map<number, number>, key: number, by: number): void {

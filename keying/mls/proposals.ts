@@ -8,26 +8,30 @@ import { decode } from "../codec/reader.js";
 import { encode } from "../codec/writer.js";
 import type { CipherSuite } from "../crypto/cipher-suite.js";
 import { MlsValidationError } from "./errors.js";
+import { KeyMap } from "./key-map.js";
 import { validateKeyPackage } from "./key-package.js";
 import {
   MemberIndex,
   checkRequiredCapabilitiesOfMembers,
   checkSupportedGroupExtensions,
-  keyId,
   validateLeafNode,
   type LeafValidationContext,
 } from "./leaf-validation.js";
 import {
+  ContentType,
   ExtensionType,
   LeafNodeSource,
   PSKType,
   ProposalType,
   ResumptionPSKUsage,
   SenderType,
+  WireFormat,
   decodeExternalSenders,
   encodePreSharedKeyID,
   type Extension,
   type ExternalInit,
+  type ExternalSender,
+  type FramedContent,
   type GroupContext,
   type KeyPackage,
   type LeafNode,
@@ -37,7 +41,7 @@ import {
   type ReInit,
   type Sender,
 } from "./messages.js";
-import type { ResolvedPolicy } from "./policy.js";
+import { sameClient, type ResolvedPolicy } from "./policy.js";
 import type { RatchetTree } from "./ratchet-tree.js";
 import type { LeafIndex } from "./tree-math.js";
 
@@ -48,8 +52,11 @@ export interface ProposalWithSender {
   readonly ref?: ProposalRef;
 }
 
-/** Who commits: a member at a leaf, or a new member joining by external commit. */
-export type Committer = { readonly type: "member"; readonly leafIndex: LeafIndex } | { readonly type: "external" };
+/**
+ * Who commits: a member at a leaf, or a new member joining by external commit (with the LeafNode of its
+ * path, which a resync's Remove must name the same client as, §12.2).
+ */
+export type Committer = { readonly type: "member"; readonly leafIndex: LeafIndex } | { readonly type: "external"; readonly leafNode: LeafNode };
 
 /** §12.1.8: the only proposal types an `external` sender may send. */
 const EXTERNAL_SENDER_PROPOSALS: ReadonlySet<number> = new Set([
@@ -92,7 +99,7 @@ export function checkProposalSender(proposal: Proposal, sender: Sender): void {
 }
 
 /** The external senders of a GroupContext (§12.1.8.1); an empty list when the extension is absent. */
-export function externalSenders(context: GroupContext) {
+export function externalSenders(context: GroupContext): ExternalSender[] {
   return decodeOrInvalid(() => findExternalSenders(context.extensions) ?? [], "external_senders");
 }
 
@@ -116,7 +123,8 @@ export interface ProposalListInput {
   readonly context: GroupContext;
   /** The tree of that epoch; not modified. */
   readonly tree: RatchetTree;
-  readonly committer: Committer;
+  /** Absent when checking proposals as they arrive, before anyone commits them (see checkProposal). */
+  readonly committer?: Committer;
   readonly proposals: readonly ProposalWithSender[];
   /** True when this client builds the commit: the KeyPackages it adds must be within their lifetime. */
   readonly sending: boolean;
@@ -129,6 +137,8 @@ export interface AppliedProposals {
   readonly tree: RatchetTree;
   /** The GroupContext extensions of the new epoch. */
   readonly extensions: Extension[];
+  /** Whether a GroupContextExtensions proposal set them. */
+  readonly extensionsChanged: boolean;
   /** Keys and credentials of the new tree, for validating the committer's new leaf. */
   readonly index: MemberIndex;
   readonly added: { readonly leaf: LeafIndex; readonly keyPackage: KeyPackage }[];
@@ -168,11 +178,15 @@ export async function applyProposalList(input: ProposalListInput): Promise<Appli
     if (p.proposal.proposalType === ProposalType.selfRemove) throw new MlsValidationError("unsupported-proposal", "SelfRemove proposals are not supported");
   }
 
-  if (committer.type === "external") {
+  if (committer?.type === "external") {
     if (externalInits.length !== 1) throw new MlsValidationError("invalid-proposal-list", "an external commit needs exactly one ExternalInit");
     if (removes.length > 1) throw new MlsValidationError("invalid-proposal-list", "an external commit may remove at most one leaf");
     if (list.length !== externalInits.length + removes.length + psks.length) {
       throw new MlsValidationError("invalid-proposal-list", "an external commit may carry only ExternalInit, Remove and PreSharedKey");
+    }
+    const resynced = removes[0] && input.tree.leafNode(removes[0].proposal.remove.removed);
+    if (resynced && !sameClient(policy, resynced, committer.leafNode)) {
+      throw new MlsValidationError("invalid-proposal-list", "an external commit may only remove an earlier appearance of the joiner");
     }
   } else {
     if (externalInits.length > 0) throw new MlsValidationError("invalid-proposal-list", "a member commit cannot carry ExternalInit");
@@ -180,10 +194,10 @@ export async function applyProposalList(input: ProposalListInput): Promise<Appli
     if (reinits.length > 0 && list.length > 1) throw new MlsValidationError("invalid-proposal-list", "ReInit must be the only proposal");
     for (const u of updates) {
       if (u.sender.senderType !== SenderType.member) throw new MlsValidationError("invalid-proposal", "Update from a non-member");
-      if (u.sender.leafIndex === committer.leafIndex) throw new MlsValidationError("invalid-proposal-list", "the committer cannot commit its own Update");
+      if (u.sender.leafIndex === committer?.leafIndex) throw new MlsValidationError("invalid-proposal-list", "the committer cannot commit its own Update");
     }
     for (const r of removes) {
-      if (r.proposal.remove.removed === committer.leafIndex) throw new MlsValidationError("invalid-proposal-list", "the committer cannot remove itself");
+      if (r.proposal.remove.removed === committer?.leafIndex) throw new MlsValidationError("invalid-proposal-list", "the committer cannot remove itself");
     }
   }
   const touched = new Set<LeafIndex>();
@@ -191,12 +205,12 @@ export async function applyProposalList(input: ProposalListInput): Promise<Appli
     if (touched.has(leaf)) throw new MlsValidationError("invalid-proposal-list", `several Update/Remove proposals for leaf ${leaf}`);
     touched.add(leaf);
   }
-  const pskIds = new Set<string>();
+  const pskIds = new KeyMap<true>();
   for (const p of psks) {
     checkPskProposal(suite, p.proposal.psk.psk, input.resumptionUsage);
-    const id = keyId(encode(encodePreSharedKeyID, p.proposal.psk.psk));
+    const id = encode(encodePreSharedKeyID, p.proposal.psk.psk);
     if (pskIds.has(id)) throw new MlsValidationError("invalid-proposal-list", "the same PreSharedKeyID twice");
-    pskIds.add(id);
+    pskIds.set(id, true);
   }
   for (const r of reinits) {
     if (r.proposal.reinit.version < context.version) throw new MlsValidationError("invalid-proposal", "ReInit to an older protocol version");
@@ -259,6 +273,7 @@ export async function applyProposalList(input: ProposalListInput): Promise<Appli
   return {
     tree,
     extensions,
+    extensionsChanged: gce !== undefined,
     index,
     added,
     removed,
@@ -281,5 +296,60 @@ export function checkPskProposal(suite: CipherSuite, id: PreSharedKeyID, allowed
   if (id.pskNonce.length !== suite.params.Nh) throw new MlsValidationError("invalid-proposal", `psk_nonce of ${id.pskNonce.length} bytes, expected ${suite.params.Nh}`);
   if (id.psktype === PSKType.resumption && id.usage !== ResumptionPSKUsage.application && id.usage !== allowedUsage) {
     throw new MlsValidationError("invalid-proposal", `resumption PSK with usage ${id.usage} outside its process`);
+  }
+}
+
+/**
+ * The checks a proposal passes when it arrives (§12.1): its sender may send it, and it is valid on its own
+ * against the current epoch, as the only proposal of a list nobody commits yet. Whether it fits with the
+ * other proposals of a commit is decided when one covers it.
+ */
+export async function checkProposal(input: Omit<ProposalListInput, "committer" | "proposals" | "sending">, proposal: ProposalWithSender): Promise<void> {
+  await applyProposalList({ ...input, proposals: [proposal], sending: false });
+}
+
+/** §6: the content each sender type may carry, and non-members only in a PublicMessage. */
+export function checkSenderContent(content: FramedContent, wireFormat: WireFormat): void {
+  const sender = content.sender;
+  if (sender.senderType !== SenderType.member && wireFormat !== WireFormat.mlsPublicMessage) {
+    throw new MlsValidationError("invalid-sender", "a non-member can only send a PublicMessage");
+  }
+  switch (sender.senderType) {
+    case SenderType.member:
+      return;
+    case SenderType.external:
+      if (content.contentType !== ContentType.proposal) throw new MlsValidationError("invalid-sender", "an external sender can only send proposals");
+      return;
+    case SenderType.newMemberProposal:
+      if (content.contentType !== ContentType.proposal || content.proposal.proposalType !== ProposalType.add) {
+        throw new MlsValidationError("invalid-sender", "a new_member_proposal sender can only send an Add");
+      }
+      return;
+    case SenderType.newMemberCommit:
+      if (content.contentType !== ContentType.commit || !content.commit.path) {
+        throw new MlsValidationError("invalid-sender", "a new_member_commit sender must send a Commit with a path");
+      }
+      return;
+  }
+}
+
+/**
+ * The key `content` must be signed with in an epoch with this context and tree (§6.1): the sender's leaf,
+ * its entry in external_senders, the Add's KeyPackage, or the external Commit's path leaf. Undefined when
+ * there is none (a blank leaf, an index past the list).
+ */
+export function senderSignatureKey(context: GroupContext, tree: RatchetTree, content: FramedContent): Uint8Array | undefined {
+  const sender = content.sender;
+  switch (sender.senderType) {
+    case SenderType.member:
+      return tree.leafNode(sender.leafIndex)?.signatureKey;
+    case SenderType.external:
+      return externalSenders(context)[sender.senderIndex]?.signatureKey;
+    case SenderType.newMemberProposal:
+      return content.contentType === ContentType.proposal && content.proposal.proposalType === ProposalType.add
+        ? content.proposal.add.keyPackage.leafNode.signatureKey
+        : undefined;
+    case SenderType.newMemberCommit:
+      return content.contentType === ContentType.commit ? content.commit.path?.leafNode.signatureKey : undefined;
   }
 }

@@ -42,7 +42,7 @@ export interface SecretTreeState {
 const MAX_GENERATION = 0xffffffff;
 
 /** Runs async sections one after the other, so a ratchet is never advanced by two callers at once. */
-class Serial {
+export class Serial {
   private tail: Promise<unknown> = Promise.resolve();
   run<T>(section: () => Promise<T>): Promise<T> {
     const result = this.tail.then(section);
@@ -182,38 +182,67 @@ export class SecretTree {
    * resolves; if `use` rejects (the message did not authenticate) it stays available. Throws an
    * MlsValidationError "generation-consumed" for a generation already used or dropped from the window,
    * "generation-too-far" beyond `maxForwardDistance`, "invalid-leaf-index" outside the tree.
-   * `use` must not call back into this tree for the same ratchet (it would wait on itself).
+   * Nothing in the tree changes unless `use` resolves. `use` must not call back into this tree (for a
+   * sender's first message it runs while the tree's own lock is held).
    */
   async withKey<T>(leafIndex: number, type: RatchetType, generation: number, use: (key: AeadKeyNonce) => Promise<T>): Promise<T> {
     if (!Number.isInteger(generation) || generation < 0 || generation > MAX_GENERATION) {
       throw new MlsValidationError("generation-too-far", `generation ${generation} is not a uint32`);
     }
-    const ratchet = await this.ratchet(leafIndex, type);
-    return ratchet.lock.run(() => ratchet.open(generation, use));
+    this.checkLeaf(leafIndex);
+    const existing = this.ratchets.get(leafIndex)?.[type];
+    if (existing) return existing.lock.run(() => existing.open(generation, use));
+    // A sender's first message: its ratchets are derived aside and kept only if `use` succeeds, so a
+    // message that fails to authenticate does not even split the tree's node secrets.
+    return this.lock.run(async () => {
+      const pair = this.ratchets.get(leafIndex);
+      if (pair) return pair[type].lock.run(() => pair[type].open(generation, use));
+      const staged = await this.stageRatchets(leafIndex);
+      const result = await staged.pair[type].open(generation, use);
+      staged.adopt();
+      return result;
+    });
   }
 
-  private async ratchet(leafIndex: number, type: RatchetType): Promise<HashRatchet> {
+  private checkLeaf(leafIndex: number): void {
     if (!Number.isInteger(leafIndex) || leafIndex < 0 || leafIndex >= this.leafCount) {
       throw new MlsValidationError("invalid-leaf-index", `leaf ${leafIndex} is outside a tree of ${this.leafCount} leaves`);
     }
+  }
+
+  private async ratchet(leafIndex: number, type: RatchetType): Promise<HashRatchet> {
+    this.checkLeaf(leafIndex);
     const existing = this.ratchets.get(leafIndex);
     if (existing) return existing[type];
     return this.lock.run(async () => {
       let pair = this.ratchets.get(leafIndex);
       if (!pair) {
-        const leafSecret = await this.leafSecret(leafIndex);
-        const { Nh } = this.suite.params;
-        const empty = new Uint8Array(0);
-        const [handshake, application] = await Promise.all([
-          this.suite.expandWithLabel(leafSecret, "handshake", empty, Nh),
-          this.suite.expandWithLabel(leafSecret, "application", empty, Nh),
-        ]);
-        leafSecret.fill(0);
-        pair = { handshake: new HashRatchet(this.suite, handshake, this.limits), application: new HashRatchet(this.suite, application, this.limits) };
-        this.ratchets.set(leafIndex, pair);
+        const staged = await this.stageRatchets(leafIndex);
+        staged.adopt();
+        pair = staged.pair;
       }
       return pair[type];
     });
+  }
+
+  /** A leaf's two ratchets, derived without changing the tree; `adopt` stores them and deletes the secrets used up. */
+  private async stageRatchets(leafIndex: number): Promise<{ pair: { handshake: HashRatchet; application: HashRatchet }; adopt: () => void }> {
+    const { secret: leafSecret, adopt } = await this.stageLeafSecret(leafIndex);
+    const { Nh } = this.suite.params;
+    const empty = new Uint8Array(0);
+    const [handshake, application] = await Promise.all([
+      this.suite.expandWithLabel(leafSecret, "handshake", empty, Nh),
+      this.suite.expandWithLabel(leafSecret, "application", empty, Nh),
+    ]);
+    const pair = { handshake: new HashRatchet(this.suite, handshake, this.limits), application: new HashRatchet(this.suite, application, this.limits) };
+    return {
+      pair,
+      adopt: () => {
+        adopt();
+        leafSecret.fill(0);
+        this.ratchets.set(leafIndex, pair);
+      },
+    };
   }
 
   /**
@@ -238,12 +267,17 @@ export class SecretTree {
     return tree;
   }
 
-  /** Walks from the root to the leaf, splitting each node still held into its children and deleting it. */
-  private async leafSecret(leafIndex: number): Promise<Uint8Array> {
+  /**
+   * Walks from the root to the leaf, splitting each node still held into its children. Nothing changes
+   * until `adopt`, which keeps the new children and deletes (and zeroes) every secret used up.
+   */
+  private async stageLeafSecret(leafIndex: number): Promise<{ secret: Uint8Array; adopt: () => void }> {
     const target = leafToNode(leafIndex);
+    const derived = new Map<number, Uint8Array>();
+    const consumed = new Set<number>();
     let node = root(this.leafCount);
     while (node !== target) {
-      const secret = this.nodes.get(node);
+      const secret = derived.get(node) ?? this.nodes.get(node);
       const l = left(node);
       const r = right(node);
       if (secret) {
@@ -252,18 +286,29 @@ export class SecretTree {
           this.suite.expandWithLabel(secret, "tree", LEFT, Nh),
           this.suite.expandWithLabel(secret, "tree", RIGHT, Nh),
         ]);
-        this.nodes.set(l, ls);
-        this.nodes.set(r, rs);
-        this.nodes.delete(node);
-        secret.fill(0);
+        derived.set(l, ls);
+        derived.set(r, rs);
+        derived.delete(node);
+        consumed.add(node);
       }
       node = target < node ? l : r;
     }
-    const secret = this.nodes.get(target);
+    const secret = derived.get(target) ?? this.nodes.get(target);
     // Unreachable while the ratchets map and the node map stay in step; kept as a typed failure.
     if (!secret) throw new MlsValidationError("generation-consumed", `leaf ${leafIndex} secret already consumed`);
-    this.nodes.delete(target);
-    return secret;
+    derived.delete(target);
+    consumed.add(target);
+    return {
+      secret,
+      adopt: () => {
+        for (const x of consumed) {
+          const held = this.nodes.get(x);
+          if (held && held !== secret) held.fill(0);
+          this.nodes.delete(x);
+        }
+        for (const [x, s] of derived) this.nodes.set(x, s);
+      },
+    };
   }
 }
 

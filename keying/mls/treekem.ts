@@ -1,7 +1,8 @@
-import { bytesEqual, toHex } from "../codec/bytes.js";
+import { bytesEqual } from "../codec/bytes.js";
 import { encode } from "../codec/writer.js";
 import type { CipherSuite, KeyPair } from "../crypto/cipher-suite.js";
 import { MlsValidationError } from "./errors.js";
+import { KeyMap } from "./key-map.js";
 import { signLeafNode, verifyLeafNodeSignature } from "./leaf-node.js";
 import {
   LeafNodeSource,
@@ -301,15 +302,14 @@ async function mergeChecked(input: MergeUpdatePathInput): Promise<{ tree: Ratche
 
 /** §12.4.2: no public key of the UpdatePath may already be in the tree, nor appear twice in the path. */
 function checkFreshKeys(tree: RatchetTree, updatePath: UpdatePath): void {
-  const seen = new Set<string>();
+  const fresh = new KeyMap<true>();
   for (const key of [updatePath.leafNode.encryptionKey, ...updatePath.nodes.map((n) => n.encryptionKey)]) {
-    const hex = toHex(key);
-    if (seen.has(hex)) throw new MlsValidationError("duplicate-key", "an encryption key appears twice in the UpdatePath");
-    seen.add(hex);
+    if (fresh.has(key)) throw new MlsValidationError("duplicate-key", "an encryption key appears twice in the UpdatePath");
+    fresh.set(key, true);
   }
   for (let x = 0; x < tree.nodeCount; x++) {
     const key = tree.encryptionKey(x);
-    if (key && seen.has(toHex(key))) throw new MlsValidationError("duplicate-key", `UpdatePath reuses the encryption key of node ${x}`);
+    if (key && fresh.has(key)) throw new MlsValidationError("duplicate-key", `UpdatePath reuses the encryption key of node ${x}`);
   }
 }
 

@@ -1,6 +1,6 @@
 import type * as NodeCrypto from "node:crypto";
 import { bytesEqual } from "../codec/bytes.js";
-import { authFailed, ctrHmacAuthPrefix, ctrInitialCounter, splitTag, type AeadBackend, type AeadKey } from "./aead.js";
+import { authFailed, ctrHmacAuthPrefix, splitTag, type AeadBackend, type AeadKey } from "./aead.js";
 import type { SFrameSuite } from "./suites.js";
 
 /**
@@ -13,12 +13,22 @@ function plain(b: Buffer): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.length);
 }
 
+/*
+ * A fresh nonce is a small Uint8Array, which V8 keeps on its heap and must move off it the first time
+ * native code reads it: that costs more than the HMAC of a small frame. So each key passes its IVs
+ * through one off-heap buffer of its own; node:crypto copies the IV before createCipheriv returns, and
+ * the backend is synchronous, so calls cannot interleave on it.
+ */
+
 function gcmKey(nc: typeof NodeCrypto, suite: SFrameSuite, key: Uint8Array): AeadKey {
   const algorithm = suite.Nk === 16 ? "aes-128-gcm" : "aes-256-gcm";
   const secret = nc.createSecretKey(key);
+  const iv = Buffer.alloc(suite.Nn);
+  // Both GCM suites have Nt = 16, GCM's default tag length: no options object to parse on every frame.
   return {
     seal(nonce, aad, plaintext, out, offset) {
-      const c = nc.createCipheriv(algorithm, secret, nonce, { authTagLength: suite.Nt });
+      iv.set(nonce);
+      const c = nc.createCipheriv(algorithm, secret, iv);
       c.setAAD(aad);
       out.set(c.update(plaintext), offset);
       c.final();
@@ -26,7 +36,8 @@ function gcmKey(nc: typeof NodeCrypto, suite: SFrameSuite, key: Uint8Array): Aea
     },
     open(nonce, aad, ciphertext) {
       const [ct, tag] = splitTag(ciphertext, suite.Nt);
-      const d = nc.createDecipheriv(algorithm, secret, nonce, { authTagLength: suite.Nt });
+      iv.set(nonce);
+      const d = nc.createDecipheriv(algorithm, secret, iv);
       d.setAAD(aad);
       d.setAuthTag(tag);
       const pt = d.update(ct);
@@ -44,8 +55,10 @@ function ctrHmacKey(nc: typeof NodeCrypto, suite: SFrameSuite, key: Uint8Array):
   const encKey = nc.createSecretKey(key.subarray(0, suite.Nka));
   const authKey = nc.createSecretKey(key.subarray(suite.Nka));
   const hash = suite.hash === "SHA-256" ? "sha256" : "sha512";
+  const counter = Buffer.alloc(16); // initial_counter = nonce || 0x00000000: set() below never touches the last 4
   const ctr = (nonce: Uint8Array, data: Uint8Array): Buffer => {
-    const c = nc.createCipheriv("aes-128-ctr", encKey, ctrInitialCounter(nonce));
+    counter.set(nonce);
+    const c = nc.createCipheriv("aes-128-ctr", encKey, counter);
     const head = c.update(data);
     const tail = c.final();
     return tail.length === 0 ? head : Buffer.concat([head, tail]);
@@ -74,5 +87,8 @@ export async function nodeCryptoAead(): Promise<AeadBackend> {
     importKey(suite, key) {
       return Promise.resolve(suite.aead === "aes-gcm" ? gcmKey(nc, suite, key) : ctrHmacKey(nc, suite, key));
     },
+    // A zero-filled typed array costs more than AES-GCM on a small frame; Buffer's pool (small sizes) and
+    // unzeroed allocation (large ones) do not. The view may share Node's pool buffer, as Buffers do.
+    allocate: (length) => plain(Buffer.allocUnsafe(length)),
   };
 }

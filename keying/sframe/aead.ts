@@ -19,6 +19,11 @@ export interface AeadBackend {
   readonly name: string;
   /** `key` is an sframe_key of the suite's Nk bytes. */
   importKey(suite: SFrameSuite, key: Uint8Array): Promise<AeadKey>;
+  /**
+   * Output buffers of `length` bytes, every one of which the caller overwrites, so they need not be
+   * zeroed. Absent: `new Uint8Array(length)`, a buffer of its own, as a worker needs for frame.data.
+   */
+  allocate?(length: number): Uint8Array;
 }
 
 export function authFailed(): SFrameError {

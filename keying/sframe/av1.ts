@@ -32,7 +32,7 @@ interface Obu {
 function readLeb128(b: Uint8Array, pos: number): { value: number; next: number } {
   let value = 0;
   for (let i = 0; i < 8; i++) {
-    if (pos + i >= b.length) throw malformed("truncated OBU size");
+    if (pos + i >= b.length) throw new SFrameError("frame-too-short", "AV1: OBU size field truncated");
     const byte = b[pos + i]!;
     value += (byte & 0x7f) * 2 ** (7 * i);
     if ((byte & 0x80) === 0) {

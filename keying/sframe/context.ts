@@ -21,7 +21,7 @@ export interface SFrameContextOptions {
   readonly replayWindow?: number;
   /** Resolved receive keys kept at once. Default 1024. */
   readonly maxReceiveKeys?: number;
-  /** base_key for a KID not installed explicitly, or undefined if the KID is unknown. */
+  /** base_key for a KID not installed explicitly, or undefined if the KID is unknown. May throw an SFrameError to refuse the KID. */
   readonly resolveReceiveKey?: (kid: bigint) => Uint8Array | undefined;
 }
 
@@ -58,6 +58,7 @@ function sameKey(a: Uint8Array | undefined, b: Uint8Array): boolean {
 export class SFrameContext {
   readonly suite: SFrameSuite;
   private readonly aead: AeadBackend;
+  private readonly allocate: (length: number) => Uint8Array;
   private readonly replayWidth: number;
   private readonly resolver: ((kid: bigint) => Uint8Array | undefined) | undefined;
   private readonly send = new Map<bigint, SendKey>();
@@ -67,6 +68,7 @@ export class SFrameContext {
   constructor(suite: SFrameSuiteId = DEFAULT_SFRAME_SUITE, options: SFrameContextOptions = {}) {
     this.suite = sframeSuite(suite);
     this.aead = options.aead ?? webCryptoAead;
+    this.allocate = this.aead.allocate?.bind(this.aead) ?? ((n) => new Uint8Array(n));
     this.replayWidth = options.replayWindow ?? DEFAULT_REPLAY_WINDOW;
     assertReplayWidth(this.replayWidth);
     this.resolver = options.resolveReceiveKey;
@@ -131,10 +133,12 @@ export class SFrameContext {
     key.next = ctr + 1n;
     const lead = prependMetadata ? metadata.length : 0;
     const h = headerLength(kid, ctr);
-    const out = new Uint8Array(lead + h + plaintext.length + this.suite.Nt);
+    const out = this.allocate(lead + h + plaintext.length + this.suite.Nt);
     if (lead > 0) out.set(metadata);
     writeHeader(out, lead, kid, ctr);
-    await key.aead.seal(sframeNonce(key.salt, ctr), sframeAad(out.subarray(lead, lead + h), metadata), plaintext, out, lead + h);
+    const sealing = key.aead.seal(sframeNonce(key.salt, ctr), sframeAad(out.subarray(lead, lead + h), metadata), plaintext, out, lead + h);
+    // A synchronous backend (node:crypto) returns nothing: skip the microtask an await would cost.
+    if (sealing) await sealing;
     return out;
   }
 
@@ -145,7 +149,14 @@ export class SFrameContext {
     const known = this.receive.get(kid) ?? this.resolved.get(kid);
     const key = known ?? (await this.resolve(kid));
     if (!key.window.check(ctr)) throw new SFrameError("replay", `CTR ${ctr} already seen or too old`, kid);
-    const plaintext = await key.aead.open(sframeNonce(key.salt, ctr), sframeAad(ciphertext.subarray(0, length), metadata), ciphertext.subarray(length));
+    let plaintext: Uint8Array;
+    try {
+      const opened = key.aead.open(sframeNonce(key.salt, ctr), sframeAad(ciphertext.subarray(0, length), metadata), ciphertext.subarray(length));
+      plaintext = opened instanceof Uint8Array ? opened : await opened;
+    } catch (e) {
+      // The backend does not know the KID; the caller needs it to name the sender.
+      throw e instanceof SFrameError && e.kid === undefined ? new SFrameError(e.code, e.detail, kid) : e;
+    }
     const held = known ?? this.adopt(kid, key);
     if (!held.window.accept(ctr)) throw new SFrameError("replay", `CTR ${ctr} already seen`, kid);
     return { kid, ctr, plaintext };

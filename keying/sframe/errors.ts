@@ -9,7 +9,7 @@ export type SFrameErrorCode =
   | "unsupported-suite" // a cipher suite outside RFC 9605 §4.5
   | "invalid-argument" // a KID, CTR, key or option out of range
   | "unknown-kid" // no key for this KID (yet): the caller MAY hold the frame and retry (§4.4.3)
-  | "key-in-use" // a KID already installed, or a send KID offered for receiving
+  | "key-in-use" // a KID already installed, or one of our own KIDs offered for receiving (drop, never hold)
   | "auth-failed" // the AEAD rejected the ciphertext, header or metadata
   | "replay" // a CTR already accepted, or older than the replay window
   | "counter-exhausted" // the send CTR reached 2^64-1: the key must be replaced

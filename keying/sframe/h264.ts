@@ -51,7 +51,7 @@ class NalBits {
         this.pos++;
         this.zeros = 0;
       }
-      if (this.pos >= this.end) throw malformed("slice header truncated");
+      if (this.pos >= this.end) throw new SFrameError("frame-too-short", "H.264: slice header ends before pic_parameter_set_id");
       this.byte = this.b[this.pos++]!;
       this.zeros = this.byte === 0 ? this.zeros + 1 : 0;
       this.bit = 0;
@@ -83,11 +83,12 @@ export interface H264ClearRegion {
  * receiver find the same boundary. Leading NAL units (SPS, PPS, AUD, SEI) are passed as they are.
  */
 export function h264ClearRegion(frame: Uint8Array): H264ClearRegion {
+  if (frame.length === 0) throw new SFrameError("frame-too-short", "H.264: empty frame");
   let header = nextStartCode(frame, 0);
   if (header < 0) throw malformed("no start code");
   for (let i = 0; i < header - 3; i++) if (frame[i] !== 0) throw malformed("bytes before the first start code");
   for (;;) {
-    if (header >= frame.length) throw malformed("start code without a NAL unit");
+    if (header >= frame.length) throw new SFrameError("frame-too-short", "H.264: start code without a NAL unit");
     const nal = frame[header]!;
     if (nal & 0x80) throw malformed("forbidden_zero_bit set");
     const next = nextStartCode(frame, header + 1);

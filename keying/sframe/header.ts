@@ -35,10 +35,23 @@ export function headerLength(kid: bigint, ctr: bigint): number {
   return 1 + extraLength(kid) + extraLength(ctr);
 }
 
-/** Writes `v` as `n` big-endian bytes at out[o]; two bigint operations, the rest in 32-bit arithmetic. */
-function writeUint(out: Uint8Array, o: number, v: bigint, n: number): void {
-  let lo = Number(v & 0xffff_ffffn);
-  let hi = n > 4 ? Number(v >> 32n) : 0;
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Writes `v` as `n` big-endian bytes at out[o] in 32-bit arithmetic. Below 2^53 (every CTR in practice)
+ * the split takes no bigint operation, each of which allocates: this runs for every frame.
+ */
+export function writeUint(out: Uint8Array, o: number, v: bigint, n: number): void {
+  let lo: number;
+  let hi: number;
+  if (v <= MAX_SAFE) {
+    const x = Number(v);
+    lo = x >>> 0;
+    hi = (x - lo) / TWO_32;
+  } else {
+    lo = Number(v & 0xffff_ffffn);
+    hi = Number(v >> 32n);
+  }
   for (let i = n - 1; i >= 0; i--) {
     if (i >= n - 4) {
       out[o + i] = lo & 0xff;

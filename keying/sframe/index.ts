@@ -2,10 +2,11 @@
  * keying/sframe: RFC 9605 SFrame with MLS keying (§5.2), codec-aware media framing and MLS-SRTP.
  *
  * Typical use in a frame-transform worker:
- *   const keyring = new EpochKeyring({ sendContext: 0n });        // one per outbound stream
+ *   const keyring = new EpochKeyring({ sendContext: 0n });        // one per stream; a sendContext never
+ *                                                                   // used twice by one member (else CTRs repeat)
  *   await keyring.addEpoch(epoch, myLeafIndex, baseKeyBytes);      // at every MLS epoch
  *   out = await protectFrame(keyring.context, keyring.sendKid!, "vp8", frame);
- *   ({ frame } = await unprotectFrame(keyring.context, "vp8", received));
+ *   ({ frame } = await unprotectFrame(keyring.context, "vp8", received));   // "unknown-kid": hold and retry
  *   keyring.retireEpoch(oldEpoch);                                  // when its grace ends
  */
 export { SFrameError, type SFrameErrorCode } from "./errors.js";

@@ -1,5 +1,6 @@
 import { utf8 } from "../codec/bytes.js";
 import { SFrameError } from "./errors.js";
+import { writeUint } from "./header.js";
 import type { SFrameSuite } from "./suites.js";
 
 /**
@@ -61,16 +62,10 @@ export async function deriveKeySalt(suite: SFrameSuite, kid: bigint, baseKey: Ui
 
 /** nonce = sframe_salt XOR CTR, the CTR big-endian in the last 8 of the Nn bytes. */
 export function sframeNonce(salt: Uint8Array, ctr: bigint): Uint8Array {
-  const nonce = salt.slice();
-  const n = nonce.length;
-  let lo = Number(ctr & 0xffff_ffffn);
-  let hi = Number(ctr >> 32n);
-  for (let i = 1; i <= 4; i++) {
-    nonce[n - i]! ^= lo & 0xff;
-    nonce[n - 4 - i]! ^= hi & 0xff;
-    lo >>>= 8;
-    hi >>>= 8;
-  }
+  const n = salt.length;
+  const nonce = new Uint8Array(n);
+  writeUint(nonce, n - 8, ctr, 8);
+  for (let i = 0; i < n; i++) nonce[i]! ^= salt[i]!;
   return nonce;
 }
 

@@ -169,10 +169,15 @@ export class EpochKeyring {
     if (this.sending && Number(this.sending.epoch & EPOCH_MASK) === bits) this.sending = undefined;
   }
 
-  /** Receive side: the epoch's base key for any other member's KID; never our own (§4.4.1). */
+  /**
+   * Receive side: the epoch's base key for any other member's KID. Our own leaf's KIDs (any context)
+   * are refused outright, not reported unknown: a key is for sending or receiving, never both (§4.4.1),
+   * and a frame transform should drop such a frame rather than hold it for an epoch that will not help.
+   */
   private baseKeyFor(kid: bigint): Uint8Array | undefined {
     const { leafIndex, epochBits } = parseMlsKid(kid);
     const e = this.held.get(epochBits);
-    return e && leafIndex !== e.leafIndex ? e.baseKey : undefined;
+    if (e && leafIndex === e.leafIndex) throw new SFrameError("key-in-use", "KID of this member's own leaf", kid);
+    return e?.baseKey;
   }
 }

@@ -48,7 +48,7 @@ export function mlsSrtpContext(profile: SrtpProfile, leafIndex: number): Uint8Ar
 
 /** The SRTP master key and salt the member at `leafIndex` sends with in the exporter's epoch. */
 export async function exportSrtpMasterKey(exporter: MlsExporter, profile: SrtpProfileName, leafIndex: number): Promise<SrtpMasterKey> {
-  const p: SrtpProfile | undefined = SRTP_PROFILES[profile];
+  const p: SrtpProfile | undefined = Object.hasOwn(SRTP_PROFILES, profile) ? SRTP_PROFILES[profile] : undefined;
   if (!p) throw new SFrameError("unsupported-suite", `SRTP profile ${String(profile)}`);
   const length = p.keyLength + p.saltLength;
   const secret = await exporter(MLS_SRTP_EXPORTER_LABEL, mlsSrtpContext(p, leafIndex), length);

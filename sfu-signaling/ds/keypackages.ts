@@ -17,30 +17,20 @@ import { isLastResort, verifyKeyPackage } from "../../keying/mls/key-package.js"
 import { CredentialType, LeafNodeSource, WireFormat, decodeMLSMessage, makeKeyPackageRef } from "../../keying/mls/messages.js";
 import { memberId, type Principal } from "../auth.js";
 import { DsError } from "../errors.js";
-import type { Store, StoredKeyPackage, SuiteInventory } from "../store/store.js";
+import type { ClaimResult, DeviceBundle, SuiteInventory } from "../protocol.js";
+import type { Store, StoredKeyPackage } from "../store/store.js";
+
+/**
+ * A Socket.IO packet carries at most 10 binary attachments (socket.io-parser's default, enforced by every
+ * receiver), and a claim answers with one KeyPackage per device: hence the device cap.
+ */
+export const MAX_DEVICES_PER_USER = 10;
 
 export interface KeyPackageDirectoryOptions {
   /** Stored KeyPackages per device (all suites, last-resort ones included), so a device cannot fill the disk. */
   readonly maxPerDevice: number;
   /** Seconds since the Unix epoch. */
   readonly now?: () => number;
-}
-
-export interface DeviceBundle {
-  readonly device: string;
-  /** The KeyPackage as an MLSMessage. */
-  readonly keyPackage: Uint8Array;
-  /** The device's signature public key (its leaf's signature_key). */
-  readonly identityKey: Uint8Array;
-  readonly lastResort: boolean;
-}
-
-export interface ClaimResult {
-  readonly user: string;
-  readonly suite: number;
-  readonly devices: DeviceBundle[];
-  /** Devices of the user that had nothing left in that suite. */
-  readonly exhausted: string[];
 }
 
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
@@ -59,7 +49,12 @@ export class KeyPackageDirectory {
   /** All-or-nothing: one bad KeyPackage refuses the whole upload. Returns how many were new. */
   async upload(principal: Principal, messages: readonly Uint8Array[]): Promise<number> {
     const records = await Promise.all(messages.map((m, i) => this.check(principal, m, i)));
-    const held = (await this.inventory(principal)).reduce((n, s) => n + s.available + (s.lastResort ? 1 : 0), 0);
+    const devices = await this.store.keyPackageInventory(principal.user, this.now());
+    if (devices.length >= MAX_DEVICES_PER_USER && !devices.some((d) => d.device === principal.device)) {
+      throw new DsError("too-many-devices", `a user may publish KeyPackages for at most ${MAX_DEVICES_PER_USER} devices`);
+    }
+    const mine = devices.find((d) => d.device === principal.device)?.suites ?? [];
+    const held = mine.reduce((n, s) => n + s.available + (s.lastResort ? 1 : 0), 0);
     const newLastResortSuites = new Set(records.filter((r) => r.lastResort).map((r) => r.suite));
     if (held + records.length - newLastResortSuites.size > this.options.maxPerDevice) {
       throw new DsError("too-many-key-packages", `a device may keep at most ${this.options.maxPerDevice} KeyPackages`);
@@ -132,7 +127,7 @@ export class KeyPackageDirectory {
         exhausted.push(d.device);
         continue;
       }
-      devices.push({ device: d.device, keyPackage: kp.keyPackage, identityKey: kp.identityKey, lastResort: kp.lastResort });
+      devices.push({ device: d.device, keyPackage: kp.keyPackage, identityKey: toHex(kp.identityKey), lastResort: kp.lastResort });
     }
     return { user, suite, devices, exhausted };
   }

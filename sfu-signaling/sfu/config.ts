@@ -44,7 +44,8 @@ export interface SfuOptions {
 }
 
 export interface ResolvedSfuOptions {
-  peerConfig: RTCPeerConnectionConfig;
+  /** A fresh configuration per connection: werift keeps per-connection state (payload types) in the codec objects. */
+  peerConfig(): RTCPeerConnectionConfig;
   maxParticipantsPerRoom: number;
   maxRooms: number;
   negotiationTimeoutMs: number;
@@ -72,8 +73,9 @@ function positiveInt(value: number | undefined, fallback: number, name: string):
 
 export function resolveOptions(options: SfuOptions = {}): ResolvedSfuOptions {
   const ice = options.ice ?? {};
+  const video = options.videoCodec ?? "VP8";
   return {
-    peerConfig: {
+    peerConfig: () => ({
       // Everyone reaches the SFU on its host candidates; the default public STUN server would only slow
       // gathering down (and fail offline).
       iceServers: [],
@@ -82,9 +84,9 @@ export function resolveOptions(options: SfuOptions = {}): ResolvedSfuOptions {
       iceUseIpv6: ice.useIpv6 ?? false,
       // One transport per client: fewer sockets and one DTLS handshake however many tracks are forwarded.
       bundlePolicy: "max-bundle",
-      codecs: { audio: [useOPUS()], video: [videoCodec(options.videoCodec ?? "VP8")] },
+      codecs: { audio: [useOPUS()], video: [videoCodec(video)] },
       headerExtensions: { audio: [useSdesMid()], video: [useSdesMid()] },
-    },
+    }),
     maxParticipantsPerRoom: positiveInt(options.maxParticipantsPerRoom, 16, "maxParticipantsPerRoom"),
     maxRooms: positiveInt(options.maxRooms, 256, "maxRooms"),
     negotiationTimeoutMs: positiveInt(options.negotiationTimeoutMs, 20_000, "negotiationTimeoutMs"),

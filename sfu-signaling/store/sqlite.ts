@@ -12,6 +12,7 @@ import type {
   AppendResult,
   CreateGroupResult,
   DeviceInventory,
+  GroupHead,
   GroupRecord,
   LogEntry,
   LogKind,
@@ -172,6 +173,7 @@ export class SqliteStore implements Store {
     const db = this.db;
     this.q = {
       groupById: db.prepare<[string], GroupRow>("SELECT * FROM groups WHERE group_id = ?"),
+      groupHead: db.prepare<[string], { epoch: number; seq: number; closed: number }>("SELECT epoch, seq, closed FROM groups WHERE group_id = ?"),
       openGroupOfRoom: db.prepare<[string], GroupRow>("SELECT * FROM groups WHERE room = ? AND closed = 0"),
       openGroups: db.prepare<[], GroupRow>("SELECT * FROM groups WHERE closed = 0 ORDER BY created_at, group_id"),
       insertGroup: db.prepare(
@@ -225,6 +227,11 @@ export class SqliteStore implements Store {
   async getGroup(groupId: string): Promise<GroupRecord | undefined> {
     const r = this.q.groupById.get(groupId);
     return r && groupOf(r);
+  }
+
+  async groupHead(groupId: string): Promise<GroupHead | undefined> {
+    const r = this.q.groupHead.get(groupId);
+    return r && { epoch: r.epoch, seq: r.seq, closed: r.closed !== 0 };
   }
 
   async openGroupOfRoom(room: string): Promise<GroupRecord | undefined> {

@@ -6,8 +6,9 @@
  * so of two commits vetted against the same epoch exactly one is stored, on one node or on many.
  */
 
-/** What a log entry carries; `proposal` and `commit` are PublicMessages, `application` a PrivateMessage. */
-export type LogKind = "commit" | "proposal" | "application";
+import type { LogKind, SuiteInventory } from "../protocol.js";
+
+export type { LogKind, SuiteInventory } from "../protocol.js";
 
 export interface LogEntry {
   /** 1, 2, 3... per group, without gaps. */
@@ -46,6 +47,9 @@ export interface GroupRecord {
 
 export type NewGroup = Omit<GroupRecord, "seq" | "epochSeq" | "closed">;
 
+/** Where a group's log stands, without the (possibly large) GroupInfo and tree. */
+export type GroupHead = Pick<GroupRecord, "epoch" | "seq" | "closed">;
+
 export type CreateGroupResult = { readonly ok: true } | { readonly ok: false; readonly existing?: GroupRecord };
 
 /** The state a commit moves the group to. */
@@ -80,14 +84,6 @@ export interface StoredKeyPackage {
   readonly identityKey: Uint8Array;
 }
 
-export interface SuiteInventory {
-  readonly suite: number;
-  /** Unexpired single-use KeyPackages. */
-  readonly available: number;
-  /** Whether an unexpired last-resort KeyPackage exists. */
-  readonly lastResort: boolean;
-}
-
 export interface DeviceInventory {
   readonly device: string;
   readonly suites: readonly SuiteInventory[];
@@ -99,6 +95,8 @@ export interface Store {
   /** Refused when the room already has an open group or the group id was ever used. */
   createGroup(group: NewGroup): Promise<CreateGroupResult>;
   getGroup(groupId: string): Promise<GroupRecord | undefined>;
+  /** Cheap check a node runs before every operation: has anyone (another node) appended since? */
+  groupHead(groupId: string): Promise<GroupHead | undefined>;
   openGroupOfRoom(room: string): Promise<GroupRecord | undefined>;
   openGroups(): Promise<GroupRecord[]>;
   /** Frees the room; the log stays readable. Idempotent. */

@@ -39,6 +39,8 @@ export async function launchChromium(): Promise<Browser> {
       headless: true,
       args: CHROMIUM_ARGS,
     });
+    // A loaded 2-core machine can take far longer than Playwright's 30 s default to start a page.
+    context.setDefaultTimeout(120_000);
     return {
       context,
       async close() {

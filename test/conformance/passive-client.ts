@@ -4,10 +4,12 @@
  * and must compute the same epoch_authenticator at every epoch. Shared by the passive-client-welcome,
  * passive-client-handling-commit and interop-passive kinds, which differ only in which files they claim.
  */
-import { bytesEqual, fromHex } from "../../keying/codec/bytes.js";
+import { bytesEqual, concatBytes, fromHex, toHex } from "../../keying/codec/bytes.js";
 import { decode } from "../../keying/codec/reader.js";
-import type { CipherSuite } from "../../keying/crypto/cipher-suite.js";
+import { getCipherSuite, type CipherSuite, type CipherSuiteId, type CryptoProvider } from "../../keying/crypto/index.js";
+import { MlsGroup } from "../../keying/mls/group.js";
 import { WireFormat, decodeMLSMessage, type KeyPackage, type Welcome } from "../../keying/mls/messages.js";
+import { eachCase, expectBytes, type VectorFile, type VectorKind } from "./kind.js";
 
 export interface PassiveEpoch {
   /** MLSMessages (PublicMessage or PrivateMessage) carrying proposals the commit may include by reference. */
@@ -74,6 +76,19 @@ export function parsePassiveClientCase(raw: unknown): PassiveClientCase {
   };
 }
 
+const EC_SCALAR_BYTES: Partial<Record<string, number>> = { "DHKEM-P256": 32, "DHKEM-P384": 48, "DHKEM-P521": 66 };
+
+/**
+ * Some vectors' P-521 private keys lost their leading zero byte (65 bytes); RFC 9180 SerializePrivateKey is
+ * fixed-length, so restore it (a big-endian scalar keeps its value when left-padded).
+ */
+function withFullLengthScalars(suite: CipherSuite, c: PassiveClientCase): PassiveClientCase {
+  const n = EC_SCALAR_BYTES[suite.params.kem];
+  if (n === undefined) return c;
+  const pad = (k: Uint8Array): Uint8Array => (k.length >= n ? k : concatBytes(new Uint8Array(n - k.length), k));
+  return { ...c, initPriv: pad(c.initPriv), encryptionPriv: pad(c.encryptionPriv) };
+}
+
 /**
  * The vector's private keys belong to its KeyPackage: the signature key by deriving the public key, the two
  * HPKE keys by opening what was sealed to the published public key (no provider exposes HPKE private-to-public).
@@ -96,4 +111,47 @@ async function checkHpkePair(suite: CipherSuite, priv: Uint8Array, pub: Uint8Arr
     throw new Error(`${field} does not match the KeyPackage`);
   }
   if (!bytesEqual(opened, probe)) throw new Error(`${field} does not match the KeyPackage`);
+}
+
+/**
+ * Joins from the Welcome (with the vector's tree and PSKs) and follows every epoch: each proposal message is
+ * processed, then the commit, and the epoch_authenticator must match after the join and after every commit.
+ */
+export async function followPassiveClientCase(raw: PassiveClientCase, provider: CryptoProvider): Promise<void> {
+  const suite = await getCipherSuite(raw.cipherSuite as CipherSuiteId, provider);
+  const c = withFullLengthScalars(suite, raw);
+  await checkKeyPackagePrivateKeys(suite, c);
+  const group = await MlsGroup.joinFromWelcome({
+    welcome: c.welcome,
+    keyPackage: { keyPackage: c.keyPackage, initPrivateKey: c.initPriv, encryptionPrivateKey: c.encryptionPriv, signaturePrivateKey: c.signaturePriv },
+    ...(c.ratchetTree ? { ratchetTree: c.ratchetTree } : {}),
+    externalPsks: c.externalPsks,
+    provider,
+    // The vectors were generated long ago: their leaves' lifetimes say nothing about today.
+    policy: { checkReceivedLifetimes: false },
+  });
+  expectBytes("initial_epoch_authenticator", group.epochAuthenticator, toHex(c.initialEpochAuthenticator));
+  for (const [i, epoch] of c.epochs.entries()) {
+    for (const [j, proposal] of epoch.proposals.entries()) {
+      const r = await group.processMessage(proposal).catch((e: unknown) => {
+        throw new Error(`epochs[${i}].proposals[${j}]: ${e instanceof Error ? e.message : String(e)}`);
+      });
+      if (r.kind !== "proposal") throw new Error(`epochs[${i}].proposals[${j}] is a ${r.kind}, not a proposal`);
+    }
+    const r = await group.processMessage(epoch.commit).catch((e: unknown) => {
+      throw new Error(`epochs[${i}].commit: ${e instanceof Error ? e.message : String(e)}`);
+    });
+    if (r.kind !== "commit") throw new Error(`epochs[${i}].commit is a ${r.kind}, not a commit`);
+    expectBytes(`epochs[${i}].epoch_authenticator`, group.epochAuthenticator, toHex(epoch.epochAuthenticator));
+  }
+}
+
+/** A conformance kind running every case of the files `matches` claims. */
+export function passiveClientKind(kind: string, matches: (f: VectorFile) => boolean): VectorKind {
+  return {
+    kind,
+    usesProvider: true,
+    matches: (f) => matches(f) && isPassiveClientFile(f.json),
+    run: (f, provider) => eachCase(f.json as unknown[], (raw) => followPassiveClientCase(parsePassiveClientCase(raw), provider)),
+  };
 }

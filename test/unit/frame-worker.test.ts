@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { bytesEqual } from "../../keying/codec/bytes.js";
+import { detectTransformApi, E2eeUnsupportedError, FrameCryptoController } from "../../client/worker/controller.js";
 import { FrameCrypto } from "../../client/worker/frame-crypto.js";
 import type { TransformableFrame } from "../../client/worker/frame-stream.js";
 import type { FrameCryptoOptions, FromWorker, ParticipantStats, StreamRole } from "../../client/worker/protocol.js";
@@ -62,14 +63,19 @@ afterEach(() => {
   for (const w of workers.splice(0)) w.close();
 });
 
+let nextStreamId = 0;
+
 /** A stream attached to a worker, fed frame by frame, collecting what comes out. */
 function attach(core: FrameCrypto, role: StreamRole, participantId: string) {
   const input = new TransformStream<Frame, Frame>();
   const writer = input.writable.getWriter();
   const out: Frame[] = [];
-  const done = core.attach({ role, participantId }, input.readable, new WritableStream<Frame>({ write: (f) => void out.push(f) }));
+  const streamId = nextStreamId++;
+  const done = core.attach({ streamId, role, participantId }, input.readable, new WritableStream<Frame>({ write: (f) => void out.push(f) }));
   return {
     out,
+    streamId,
+    done,
     push: (f: Frame) => writer.write(f),
     end: async () => {
       await writer.close();
@@ -280,5 +286,24 @@ describe("frame-transform worker frame path", () => {
     await r.end();
     // Same KID (context reused) and the second frame was accepted: its CTR moved on, no nonce reuse.
     expect(statsOf(rx, "me")).toMatchObject({ decrypted: 2, replayRejected: 0 });
+  });
+
+  it("stops reading a released stream, so nothing passes through it afterwards", async () => {
+    const { core } = worker();
+    await core.setEpoch({ epoch: 1n, baseKey: key(1), myLeafIndex: 0 });
+    const s = attach(core, "send", "me");
+    await s.push(frame(vp8[1]!.bytes));
+    await until(() => s.out.length === 1, "first frame");
+    core.release(s.streamId);
+    await s.done;
+    await expect(s.push(frame(vp8[1]!.bytes))).rejects.toThrow();
+    expect(s.out).toHaveLength(1);
+    expect(core.statsSnapshot().flatMap((x) => Object.keys(x.dropped))).toEqual([]);
+  });
+
+  it("page controller refuses to start where neither transform API exists (Node has none)", () => {
+    expect(detectTransformApi()).toBeUndefined();
+    expect(() => new FrameCryptoController({ workerUrl: "/frame-transform.js" })).toThrow(E2eeUnsupportedError);
+    expect(() => new FrameCryptoController({ workerUrl: "/frame-transform.js", api: "encoded-streams" })).toThrow(E2eeUnsupportedError);
   });
 });

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { utf8 } from "../../keying/codec/bytes.js";
+import { fromHex, toHex, utf8 } from "../../keying/codec/bytes.js";
 import {
   decodeHeader,
   KeyCache,
@@ -9,6 +9,7 @@ import {
   SFrameContext,
   SFrameError,
   SFRAME_SUITE_IDS,
+  sframeNonce,
   webCryptoAead,
   type AeadBackend,
 } from "../../keying/sframe/index.js";
@@ -115,7 +116,9 @@ describe("SFrameContext", () => {
     const otherKid = ct.slice();
     otherKid[1] = 0x0a;
     expect((await rejection(receiver.decrypt(otherKid, md))).code).toBe("unknown-kid");
-    expect((await rejection(receiver.decrypt(ct, utf8("prefiX")))).code).toBe("auth-failed");
+    const wrongMetadata = await rejection(receiver.decrypt(ct, utf8("prefiX")));
+    expect(wrongMetadata.code).toBe("auth-failed");
+    expect(wrongMetadata.kid).toBe(9n); // names the sender's KID for the caller's stats
     expect((await rejection(receiver.decrypt(ct))).code).toBe("auth-failed");
     // The failures consumed nothing: the genuine frame still decrypts.
     expect((await receiver.decrypt(ct, md)).plaintext).toEqual(utf8("hello frame"));
@@ -159,6 +162,17 @@ describe("SFrameContext", () => {
     expect(() => new SFrameContext(6 as 4)).toThrow(SFrameError);
     expect(() => new SFrameContext(4, { replayWindow: 100 })).toThrow(/power of two/);
     expect(() => new SFrameContext(4, { maxReceiveKeys: 0 })).toThrow(SFrameError);
+  });
+});
+
+describe("nonce", () => {
+  it("is the salt XOR the 64-bit CTR, on both sides of 2^32 and 2^53", () => {
+    const salt = fromHex("0102030405060708090a0b0c");
+    for (const ctr of [0n, 1n, 0xffff_ffffn, 1n << 32n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, 0x0123_4567_89ab_cdefn, MAX_UINT64]) {
+      const expected = salt.slice();
+      for (let i = 0; i < 8; i++) expected[11 - i]! ^= Number((ctr >> BigInt(8 * i)) & 0xffn);
+      expect(toHex(sframeNonce(salt, ctr))).toBe(toHex(expected));
+    }
   });
 });
 

@@ -50,6 +50,8 @@ export function storeContract(name: string, factory: StoreFactory): void {
         const g = await store.getGroup("a1");
         expect(g).toEqual<GroupRecord>({ ...newGroup(), seq: 0, epochSeq: 0, closed: false });
         expect(await store.openGroupOfRoom("room-1")).toEqual(g);
+        expect(await store.groupHead("a1")).toEqual({ epoch: 0, seq: 0, closed: false });
+        expect(await store.groupHead("b2")).toBeUndefined();
         expect(await store.openGroups()).toEqual([g]);
         expect(await store.getGroup("b2")).toBeUndefined();
         expect(await store.openGroupOfRoom("room-2")).toBeUndefined();
@@ -83,6 +85,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await store.openGroupOfRoom("room-1")).toBeUndefined();
         expect(await store.openGroups()).toEqual([]);
         expect((await store.getGroup("a1"))?.closed).toBe(true);
+        expect((await store.groupHead("a1"))?.closed).toBe(true);
         expect(await store.readLog("a1", 0, 10)).toHaveLength(1);
         const r = await store.append("a1", entry());
         expect(r.ok).toBe(false);
@@ -120,6 +123,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(r).toEqual({ ok: true, seq: 2 });
         const g = await store.getGroup("a1");
         expect(g).toMatchObject({ epoch: 1, seq: 2, epochSeq: 2, groupInfo: b(0xaa), tree: b(0xbb) });
+        expect(await store.groupHead("a1")).toEqual({ epoch: 1, seq: 2, closed: false });
       });
 
       it("refuses an append whose expected epoch or seq is stale, changing nothing", async () => {

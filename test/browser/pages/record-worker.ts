@@ -1,7 +1,7 @@
 /**
  * Fixture recorder worker: an RTCRtpScriptTransform that passes every frame on unchanged and posts a copy of
- * frames (bytes, type, metadata) to the page: a key frame, `keyFrameAfter` deltas, then (video) a key frame
- * it asks the encoder for and the deltas after it, `frames` in all.
+ * frames (bytes, type, metadata) to the page: a key frame, `keyFrameAfter` deltas, then (video, where the
+ * transformer can ask the encoder for one) a key frame and the deltas after it, `frames` in all.
  */
 interface RecordOptions {
   codec: string;
@@ -15,7 +15,8 @@ type EncodedFrame = RTCEncodedVideoFrame | RTCEncodedAudioFrame;
   const t = e.transformer;
   const opts = t.options as RecordOptions;
   let posted = 0;
-  let awaitingKey = true;
+  // Audio frames have no key/delta type: record from the first one.
+  let awaitingKey = opts.codec.startsWith("video/");
   void t.readable
     .pipeThrough(
       new TransformStream<EncodedFrame, EncodedFrame>({
@@ -25,7 +26,8 @@ type EncodedFrame = RTCEncodedVideoFrame | RTCEncodedAudioFrame;
           if (posted < opts.frames && !awaitingKey && type !== "empty") {
             self.postMessage({ codec: opts.codec, type, data: frame.data.slice(0), metadata: frame.getMetadata() });
             posted++;
-            if (posted === opts.keyFrameAfter + 1 && type !== "audio") {
+            // Some Chromium builds lack generateKeyFrame on the sender transformer: then deltas simply continue.
+            if (posted === opts.keyFrameAfter + 1 && type !== "audio" && typeof t.generateKeyFrame === "function") {
               awaitingKey = true;
               void t.generateKeyFrame().catch(() => undefined);
             }

@@ -1,0 +1,77 @@
+/**
+ * `npm start`: the Conclave delivery service on localhost, with no setup.
+ *
+ * Settings (flag / environment variable, default):
+ *   --host             DS_HOST               127.0.0.1
+ *   --port             DS_PORT               8787 (0 = any free port)
+ *   --data-dir         DS_DATA_DIR           data/ds   (SQLite file ds.sqlite inside; ":memory:" keeps nothing)
+ *   --dev / --no-dev   DS_DEV_MODE           on here, unless NODE_ENV=production. Serves GET|POST /dev/token
+ *                                            ?name=Alice[&device=..][&rooms=a,b] issuing a token for any name.
+ *   --jwt-secret       DS_JWT_SECRET         HS256 key for connection tokens (>= 32 bytes). Required without
+ *                                            dev mode; in dev mode a random key is generated once and kept in
+ *                                            the store, so tokens survive a restart.
+ *   --jwt-issuer       DS_JWT_ISSUER         unset (when set, tokens must carry this iss)
+ *   --jwt-audience     DS_JWT_AUDIENCE       unset (when set, tokens must carry this aud)
+ *   --name             DS_NAME               conclave-ds (identity in the DS's external-sender credential)
+ *   --leave-grace-ms   DS_LEAVE_GRACE_MS     10000 (disconnect time before the DS proposes a member's removal)
+ *   --max-payload-bytes DS_MAX_PAYLOAD_BYTES 1048576 (largest MLS message / GroupInfo / tree per field)
+ *   --events-per-second DS_EVENTS_PER_SECOND 50, --event-burst DS_EVENT_BURST 200 (per connection)
+ *   --max-key-packages DS_MAX_KEY_PACKAGES   100 (stored KeyPackages per device)
+ *   --cors-origin      DS_CORS_ORIGIN        "*" in dev mode, unset otherwise
+ *   --sqlite-sync      DS_SQLITE_SYNC        FULL (NORMAL trades the last commits on power loss for speed)
+ *
+ * Tokens: HS256 JWT with `sub` (user), `device` ([A-Za-z0-9_-]{1,64}), `rooms` (list, "*" = any) and `exp`.
+ * Prints "Conclave DS listening on <url>" once ready; SIGINT/SIGTERM close it cleanly.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { ConfigError, parseConfig } from "./config.js";
+import { startDs } from "./server.js";
+import { SqliteStore } from "./store/sqlite.js";
+
+async function main(): Promise<void> {
+  const config = parseConfig(process.argv.slice(2), process.env, true);
+  let storePath = ":memory:";
+  if (config.dataDir !== ":memory:") {
+    const dir = resolve(config.dataDir);
+    mkdirSync(dir, { recursive: true });
+    storePath = join(dir, "ds.sqlite");
+  }
+  const store = new SqliteStore({ path: storePath, synchronous: config.sqliteSynchronous });
+  const tokenKey = config.jwtSecret !== undefined ? new TextEncoder().encode(config.jwtSecret) : await store.ensureSecret("dev-token-key", randomBytes(32));
+  const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+  const ds = await startDs({
+    store,
+    tokenKey,
+    tokenOptions: { issuer: config.jwtIssuer, audience: config.jwtAudience },
+    host: config.host,
+    port: config.port,
+    devMode: config.devMode,
+    name: config.name,
+    leaveGraceMs: config.leaveGraceMs,
+    maxPayloadBytes: config.maxPayloadBytes,
+    rateLimits: { eventsPerSecond: config.eventsPerSecond, eventBurst: config.eventBurst },
+    maxKeyPackagesPerDevice: config.maxKeyPackagesPerDevice,
+    corsOrigin: config.corsOrigin,
+    log,
+  });
+  console.log(`Conclave DS listening on ${ds.url} (store ${storePath})`);
+  if (config.devMode) console.log(`Development mode: get a token at ${ds.url}/dev/token?name=Alice`);
+
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await ds.close();
+    await store.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof ConfigError ? `configuration error: ${e.message}` : e);
+  process.exit(1);
+});

@@ -1,0 +1,318 @@
+/**
+ * The DS process: one HTTP server carrying Socket.IO (the client protocol, below), `/metrics` (Prometheus),
+ * `/healthz`, and in development mode `/dev/token`.
+ *
+ * Socket protocol. Every request is `socket.emit(event, payload, ack)`; the ack receives `{ ok: true, ...result }`
+ * or `{ ok: false, error: { code, message, ...extra } }` (codes in errors.ts). Binary fields are Uint8Array
+ * (Buffer / ArrayBuffer on arrival). Epochs and seqs are plain numbers. No packet carries more than 10 binary
+ * fields (socket.io-parser's default limit, enforced by every receiver): hence at most 10 KeyPackages per
+ * upload, 10 devices per user, and at most 8 `missed` entries in a wrong-epoch answer (with `more: true` when
+ * there are further ones; subscribers receive them all through `group:msg` anyway).
+ *   room:join          { room }                              -> { group: GroupSnapshot | null }
+ *   ds:external-sender { suite }                             -> { externalSender }  (ExternalSender struct bytes)
+ *   group:create       { room, groupInfo, tree? }            -> { group }           (or group-exists + { group })
+ *   group:subscribe    { groupId, after }                    -> { epoch, seq }      (replays seq > after, then live)
+ *   group:send         { groupId, message, groupInfo?, welcome?, since? } -> { seq, epoch } (or wrong-epoch + { epoch, missed })
+ *   group:ack          { groupId, seq }                      -> {}
+ *   group:leave        { groupId }                           -> {}
+ *   group:report       { groupId, seq, reason }              -> {}
+ *   kp:upload          { keyPackages: [MLSMessage...] }      -> { stored, inventory }
+ *   kp:claim           { user, suites }                      -> { user, suite, devices: [{ device, keyPackage, identityKey (hex), lastResort }], exhausted }
+ *   kp:status          {}                                    -> { inventory }
+ * Pushed by the DS: `group:msg` (one log entry, in seq order, to every subscriber including its sender),
+ * `group:welcome` { groupId, seq, welcome } (to the devices a commit added, if connected) and `group:closed` { groupId }.
+ */
+import { randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Server, type Socket } from "socket.io";
+import { nativeProvider, type CryptoProvider } from "../keying/crypto/index.js";
+import { DEVICE, TokenAuthority, USER, memberId, type Principal, type TokenOptions } from "./auth.js";
+import { ExternalSenderKeys } from "./ds/external-sender.js";
+import { GroupService, memberRoom } from "./ds/groups.js";
+import { KeyPackageDirectory } from "./ds/keypackages.js";
+import { DsError, toWireError } from "./errors.js";
+import { DsMetrics } from "./metrics.js";
+import { ConnectionRateLimiter, DEFAULT_RATE_LIMITS, payloadBytes, type RateLimitOptions } from "./rate-limit.js";
+import type { Store } from "./store/store.js";
+import { GROUP_ID, ROOM, SEQ, SUITE, arr, bytes, obj, optional, parse, str, type Schema } from "./validate.js";
+
+export interface DsOptions {
+  readonly store: Store;
+  /** HS256 key for connection tokens (at least 32 bytes). */
+  readonly tokenKey: Uint8Array;
+  readonly tokenOptions?: TokenOptions;
+  /** Default 127.0.0.1. */
+  readonly host?: string;
+  /** Default 0: any free port. */
+  readonly port?: number;
+  /** Serve `/dev/token`, which issues a token for any display name. Default off. */
+  readonly devMode?: boolean;
+  readonly devTokenTtlSeconds?: number;
+  /** The identity in the DS's external-sender credential. */
+  readonly name?: string;
+  /** Disconnect time before the DS proposes a member's removal. Default 10 s. */
+  readonly leaveGraceMs?: number;
+  /** Largest MLS message, GroupInfo or tree accepted in one field. Default 1 MiB. */
+  readonly maxPayloadBytes?: number;
+  readonly rateLimits?: Partial<RateLimitOptions>;
+  readonly maxKeyPackagesPerDevice?: number;
+  /** CORS origin for Socket.IO and /dev/token (the demo runs on another port). Default: none. */
+  readonly corsOrigin?: string;
+  readonly provider?: CryptoProvider;
+  readonly log?: (line: string) => void;
+  /** Called for each authenticated connection, before its first event (e.g. to register the SFU's handlers). */
+  readonly onConnection?: (socket: Socket, principal: Principal) => void;
+}
+
+export interface RunningDs {
+  readonly url: string;
+  readonly port: number;
+  readonly metrics: DsMetrics;
+  close(): Promise<void>;
+}
+
+type Handler = (principal: Principal, socket: Socket, payload: never) => Promise<Record<string, unknown>>;
+
+interface Route {
+  readonly schema: Schema<unknown>;
+  readonly handle: Handler;
+}
+
+function route<T>(schema: Schema<T>, handle: (principal: Principal, socket: Socket, payload: T) => Promise<Record<string, unknown>>): Route {
+  return { schema, handle: handle as Handler };
+}
+
+export async function startDs(options: DsOptions): Promise<RunningDs> {
+  const log = options.log ?? (() => {});
+  const provider = options.provider ?? nativeProvider;
+  const maxPayload = options.maxPayloadBytes ?? 1 << 20;
+  const limits: RateLimitOptions = { ...DEFAULT_RATE_LIMITS, ...options.rateLimits };
+  const tokens = new TokenAuthority(options.tokenKey, options.tokenOptions);
+  const http = createServer();
+  const io = new Server(http, {
+    serveClient: false,
+    // Three maximal fields (a commit, its GroupInfo, a Welcome) plus framing; beyond this the engine drops the connection.
+    maxHttpBufferSize: 3 * maxPayload + (64 << 10),
+    ...(options.corsOrigin ? { cors: { origin: options.corsOrigin } } : {}),
+  });
+  const metrics: DsMetrics = new DsMetrics({ connections: () => io.of("/").sockets.size, groups: (): number => service.openGroupCount });
+  const senders = new ExternalSenderKeys(options.store, provider, options.name ?? "conclave-ds");
+  const service = new GroupService({
+    store: options.store,
+    io,
+    senders,
+    metrics,
+    leaveGraceMs: options.leaveGraceMs ?? 10_000,
+    maxPastEpochs: 2,
+    maxMissed: 8,
+    log,
+  });
+  const directory = new KeyPackageDirectory(options.store, provider, { maxPerDevice: options.maxKeyPackagesPerDevice ?? 100 });
+
+  const mls = bytes({ max: maxPayload });
+  const routes: Record<string, Route> = {
+    "room:join": route(obj({ room: ROOM }), async (p, _s, { room }) => ({ group: await service.roomInfo(p, room) })),
+    "ds:external-sender": route(obj({ suite: SUITE }), async (_p, _s, { suite }) => ({ externalSender: await service.externalSender(suite) })),
+    "group:create": route(obj({ room: ROOM, groupInfo: mls, tree: optional(mls) }), async (p, _s, x) => ({
+      group: await service.create(p, x.room, x.groupInfo, x.tree),
+    })),
+    "group:subscribe": route(obj({ groupId: GROUP_ID, after: SEQ }), (p, s, x) => service.subscribe(p, s, x.groupId, x.after)),
+    "group:send": route(obj({ groupId: GROUP_ID, message: mls, groupInfo: optional(mls), welcome: optional(mls), since: optional(SEQ) }), (p, _s, x) =>
+      service.send(p, x),
+    ),
+    "group:ack": route(obj({ groupId: GROUP_ID, seq: SEQ }), async (p, _s, x) => {
+      await service.ack(p, x.groupId, x.seq);
+      return {};
+    }),
+    "group:leave": route(obj({ groupId: GROUP_ID }), async (p, s, x) => {
+      await service.leave(p, s, x.groupId);
+      return {};
+    }),
+    "group:report": route(obj({ groupId: GROUP_ID, seq: SEQ, reason: str({ max: 500 }) }), async (p, _s, x) => {
+      await service.report(p, x.groupId, x.seq, x.reason);
+      return {};
+    }),
+    "kp:upload": route(obj({ keyPackages: arr(bytes({ max: 64 << 10 }), { min: 1, max: 10 }) }), async (p, _s, x) => {
+      const stored = await directory.upload(p, x.keyPackages);
+      metrics.keyPackagesUploaded.inc({}, stored);
+      return { stored, inventory: await directory.inventory(p) };
+    }),
+    "kp:claim": route(obj({ user: USER, suites: arr(SUITE, { min: 1, max: 16 }) }), async (_p, _s, x) => {
+      const claimed = await directory.claim(x.user, x.suites);
+      for (const d of claimed.devices) metrics.keyPackagesClaimed.inc({ kind: d.lastResort ? "last-resort" : "single-use" });
+      return { ...claimed };
+    }),
+    "kp:status": route(obj({}), async (p) => ({ inventory: await directory.inventory(p) })),
+  };
+
+  io.use((socket, next) => {
+    tokens.verify(socket.handshake.auth?.token).then(
+      (principal) => {
+        socket.data.principal = principal;
+        next();
+      },
+      (e: unknown) => {
+        const wire = toWireError(e instanceof DsError ? e : new DsError("unauthorized", "invalid token"));
+        next(Object.assign(new Error(wire.code), { data: wire }));
+      },
+    );
+  });
+
+  io.on("connection", (socket) => {
+    const principal = socket.data.principal as Principal;
+    const limiter = new ConnectionRateLimiter(limits);
+    const refuse = (event: string, ack: unknown, e: DsError) => {
+      metrics.refusals.inc({ event: Object.hasOwn(routes, event) ? event : "other", code: e.code });
+      if (typeof ack === "function") ack({ ok: false, error: toWireError(e) });
+    };
+
+    // Runs before any handler: unknown events and floods are refused without touching state.
+    socket.use((packet, next) => {
+      const [event, ...args] = packet;
+      const ack = args[args.length - 1];
+      const decision = limiter.check(payloadBytes(args));
+      if (decision === "disconnect") {
+        log(`disconnecting ${principal.user}/${principal.device}: sustained flood`);
+        socket.disconnect(true);
+        return;
+      }
+      if (decision === "refuse") return refuse(String(event), ack, new DsError("rate-limited", "too many requests; slow down"));
+      // Events of other modules on the same socket (the SFU's sfu:*) pass if someone listens for them.
+      if (typeof event !== "string" || socket.listeners(event).length === 0) return refuse(String(event), ack, new DsError("invalid-payload", "unknown event"));
+      next();
+    });
+
+    for (const [event, r] of Object.entries(routes)) {
+      socket.on(event, (...args: unknown[]) => {
+        const ack = typeof args[args.length - 1] === "function" ? (args.pop() as (reply: unknown) => void) : undefined;
+        let payload: unknown;
+        try {
+          if (args.length !== 1) throw new DsError("invalid-payload", "expected exactly one payload argument");
+          payload = parse(r.schema, args[0]);
+        } catch (e) {
+          return refuse(event, ack, e as DsError);
+        }
+        Promise.resolve()
+          .then(() => r.handle(principal, socket, payload as never))
+          .then(
+            (result) => ack?.({ ok: true, ...result }),
+            (e: unknown) => {
+              if (!(e instanceof DsError)) log(`${event} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+              refuse(event, ack, e instanceof DsError ? e : new DsError("internal", "internal error"));
+            },
+          );
+      });
+    }
+
+    socket.on("disconnect", () => service.disconnected(principal, socket));
+    void socket.join(memberRoom(memberId(principal)));
+    options.onConnection?.(socket, principal);
+  });
+
+  http.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    // Socket.IO answers its own path; everything else is ours.
+    if (req.url?.startsWith("/socket.io/")) return;
+    handleHttp(req, res, { metrics, tokens, devMode: options.devMode ?? false, ttl: options.devTokenTtlSeconds ?? 12 * 3600, cors: options.corsOrigin }).catch(
+      (e: unknown) => {
+        log(`http ${req.method} ${req.url} failed: ${String(e)}`);
+        if (!res.headersSent) res.writeHead(500).end();
+      },
+    );
+  });
+
+  await service.startup();
+  await listen(http, options.port ?? 0, options.host ?? "127.0.0.1");
+  const port = (http.address() as AddressInfo).port;
+  const host = options.host ?? "127.0.0.1";
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+
+  return {
+    url,
+    port,
+    metrics,
+    async close() {
+      await service.close();
+      io.disconnectSockets(true);
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+    },
+  };
+}
+
+function listen(http: HttpServer, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    http.once("error", reject);
+    http.listen(port, host, () => {
+      http.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+interface HttpContext {
+  readonly metrics: DsMetrics;
+  readonly tokens: TokenAuthority;
+  readonly devMode: boolean;
+  readonly ttl: number;
+  readonly cors: string | undefined;
+}
+
+async function handleHttp(req: IncomingMessage, res: ServerResponse, ctx: HttpContext): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://localhost");
+  if (req.method === "GET" && url.pathname === "/metrics") {
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(ctx.metrics.registry.render());
+    return;
+  }
+  if (req.method === "GET" && url.pathname === "/healthz") {
+    res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+    return;
+  }
+  if (url.pathname === "/dev/token" && ctx.devMode) {
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (ctx.cors) Object.assign(headers, { "access-control-allow-origin": ctx.cors, "access-control-allow-headers": "content-type" });
+    if (req.method === "OPTIONS") {
+      res.writeHead(204, headers).end();
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "POST") {
+      res.writeHead(405, headers).end();
+      return;
+    }
+    try {
+      const fields = req.method === "GET" ? Object.fromEntries(url.searchParams) : await readJson(req, 4096);
+      const principal = devPrincipal(fields);
+      const token = await ctx.tokens.issue(principal, ctx.ttl);
+      res.writeHead(200, headers).end(JSON.stringify({ token, ...principal, expiresAt: Math.floor(Date.now() / 1000) + ctx.ttl }));
+    } catch (e) {
+      res.writeHead(400, headers).end(JSON.stringify({ error: toWireError(e) }));
+    }
+    return;
+  }
+  res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+}
+
+/** `name` (required), `device` (default: a fresh id), `rooms` (comma-separated; default every room). */
+function devPrincipal(fields: Record<string, unknown>): Principal {
+  const user = parse(USER, typeof fields.name === "string" ? fields.name.trim() : fields.name);
+  const device = fields.device === undefined ? randomBytes(9).toString("base64url") : parse(DEVICE, fields.device);
+  const rooms = fields.rooms === undefined ? ["*"] : String(fields.rooms).split(",").map((r) => parse(ROOM, r.trim()));
+  if (rooms.length === 0 || rooms.length > 64) throw new DsError("invalid-payload", "between 1 and 64 rooms");
+  return { user, device, rooms };
+}
+
+async function readJson(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    n += chunk.length;
+    if (n > limit) throw new DsError("payload-too-large", "request body too large");
+    chunks.push(chunk);
+  }
+  try {
+    const v: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // fall through to the refusal below
+  }
+  throw new DsError("invalid-payload", "expected a JSON object");
+}
