@@ -7,6 +7,8 @@ import { SignJWT, jwtVerify, errors as joseErrors } from "jose";
 import { DsError } from "./errors.js";
 import { ROOM, arr, parse, str, type Schema } from "./validate.js";
 
+export { memberId } from "./protocol.js";
+
 export interface Principal {
   readonly user: string;
   readonly device: string;
@@ -71,5 +73,3 @@ export class TokenAuthority {
 export function mayJoin(principal: Principal, room: string): boolean {
   return principal.rooms.includes("*") || principal.rooms.includes(room);
 }
-
-export { memberId } from "./protocol.js";

@@ -20,14 +20,21 @@
  *   --cors-origin      DS_CORS_ORIGIN        "*" in dev mode, unset otherwise
  *   --sqlite-sync      DS_SQLITE_SYNC        FULL (NORMAL trades the last commits on power loss for speed)
  *
+ * The SFU (sfu/) rides on the same connections: a device may use a room's media once it has subscribed to
+ * that room's call, and loses it as soon as it leaves or stays away past the grace.
+ *
  * Tokens: HS256 JWT with `sub` (user), `device` ([A-Za-z0-9_-]{1,64}), `rooms` (list, "*" = any) and `exp`.
  * Prints "Conclave DS listening on <url>" once ready; SIGINT/SIGTERM close it cleanly.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { memberId } from "./auth.js";
 import { ConfigError, parseConfig } from "./config.js";
+import { serveDemo } from "./demo-files.js";
 import { startDs } from "./server.js";
+import { createSfu } from "./sfu/index.js";
 import { SqliteStore } from "./store/sqlite.js";
 
 async function main(): Promise<void> {
@@ -41,6 +48,10 @@ async function main(): Promise<void> {
   const store = new SqliteStore({ path: storePath, synchronous: config.sqliteSynchronous });
   const tokenKey = config.jwtSecret !== undefined ? new TextEncoder().encode(config.jwtSecret) : await store.ensureSecret("dev-token-key", randomBytes(32));
   const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+  const sfu = createSfu({ log: (event, detail) => log(`sfu ${event}${detail === undefined ? "" : ` ${JSON.stringify(detail)}`}`) });
+  // The demo (built by `npm start` into dist/demo) is served in development mode only: it gets its tokens from /dev/token.
+  const demoDir = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "demo");
+  const demo = config.devMode && existsSync(join(demoDir, "index.html"));
   const ds = await startDs({
     store,
     tokenKey,
@@ -55,14 +66,20 @@ async function main(): Promise<void> {
     maxKeyPackagesPerDevice: config.maxKeyPackagesPerDevice,
     corsOrigin: config.corsOrigin,
     log,
+    onSubscribed: (socket, principal, room) => sfu.attach(socket, { participantId: memberId(principal), room }),
+    onDeparted: (room, member) => void sfu.removeParticipant(room, member),
+    ...(demo ? { httpFallback: serveDemo(demoDir) } : {}),
   });
   console.log(`Conclave DS listening on ${ds.url} (store ${storePath})`);
   if (config.devMode) console.log(`Development mode: get a token at ${ds.url}/dev/token?name=Alice`);
+  if (demo) console.log(`Demo: open ${ds.url}/ in two tabs (or two browsers) and join the same room`);
+  else if (config.devMode) console.log("Demo not built: run `npm run build:demo` (npm start does) to serve it here");
 
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
+    sfu.close();
     await ds.close();
     await store.close();
     process.exit(0);

@@ -16,6 +16,7 @@
 import { createAdapter } from "@socket.io/redis-streams-adapter";
 import { Redis, type RedisOptions } from "ioredis";
 import type { ServerOptions } from "socket.io";
+import { quitOrCut } from "./store/redis.js";
 
 export interface RedisBackplaneOptions {
   readonly url: string;
@@ -96,20 +97,8 @@ export async function createRedisBackplane(options: RedisBackplaneOptions): Prom
       },
     },
     async close() {
-      // QUIT lets queued commands (the adapter's farewell to the other nodes) finish first; a connection
-      // that cannot say goodbye in time (Redis is down) is cut.
-      await Promise.all(
-        [redis, ...redis.derived].map(async (c) => {
-          const timer = setTimeout(() => c.disconnect(), 2000);
-          try {
-            await c.quit();
-          } catch {
-            c.disconnect();
-          } finally {
-            clearTimeout(timer);
-          }
-        }),
-      );
+      // Queued commands (the adapter's farewell to the other nodes) go out first.
+      await Promise.all([redis, ...redis.derived].map((c) => quitOrCut(c)));
     },
   };
 }

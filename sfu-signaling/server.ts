@@ -1,26 +1,10 @@
 /**
- * The DS process: one HTTP server carrying Socket.IO (the client protocol, below), `/metrics` (Prometheus),
+ * The DS process: one HTTP server carrying Socket.IO (the client protocol), `/metrics` (Prometheus),
  * `/healthz`, and in development mode `/dev/token`.
  *
- * Socket protocol. Every request is `socket.emit(event, payload, ack)`; the ack receives `{ ok: true, ...result }`
- * or `{ ok: false, error: { code, message, ...extra } }` (codes in errors.ts). Binary fields are Uint8Array
- * (Buffer / ArrayBuffer on arrival). Epochs and seqs are plain numbers. No packet carries more than 10 binary
- * fields (socket.io-parser's default limit, enforced by every receiver): hence at most 10 KeyPackages per
- * upload, 10 devices per user, and at most 8 `missed` entries in a wrong-epoch answer (with `more: true` when
- * there are further ones; subscribers receive them all through `group:msg` anyway).
- *   room:join          { room }                              -> { group: GroupSnapshot | null }
- *   ds:external-sender { suite }                             -> { externalSender }  (ExternalSender struct bytes)
- *   group:create       { room, groupInfo, tree? }            -> { group }           (or group-exists + { group })
- *   group:subscribe    { groupId, after }                    -> { epoch, seq }      (replays seq > after, then live)
- *   group:send         { groupId, message, groupInfo?, welcome?, since? } -> { seq, epoch } (or wrong-epoch + { epoch, missed })
- *   group:ack          { groupId, seq }                      -> {}
- *   group:leave        { groupId }                           -> {}
- *   group:report       { groupId, seq, reason }              -> {}
- *   kp:upload          { keyPackages: [MLSMessage...] }      -> { stored, inventory }
- *   kp:claim           { user, suites }                      -> { user, suite, devices: [{ device, keyPackage, identityKey (hex), lastResort }], exhausted }
- *   kp:status          {}                                    -> { inventory }
- * Pushed by the DS: `group:msg` (one log entry, in seq order, to every subscriber including its sender),
- * `group:welcome` { groupId, seq, welcome } (to the devices a commit added, if connected) and `group:closed` { groupId }.
+ * The client protocol (request events, payloads, replies, pushes, limits) is typed and documented in
+ * protocol.ts; every payload is checked here against a schema before a handler sees it, every connection
+ * is authenticated in the handshake and rate-limited per event and per byte.
  */
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
@@ -34,6 +18,7 @@ import { KeyPackageDirectory } from "./ds/keypackages.js";
 import { DsError, toWireError } from "./errors.js";
 import { DsMetrics } from "./metrics.js";
 import { ConnectionRateLimiter, DEFAULT_RATE_LIMITS, payloadBytes, type RateLimitOptions } from "./rate-limit.js";
+import type { DsRequestEvent } from "./protocol.js";
 import type { Store } from "./store/store.js";
 import { GROUP_ID, ROOM, SEQ, SUITE, arr, bytes, obj, optional, parse, str, type Schema } from "./validate.js";
 
@@ -61,8 +46,14 @@ export interface DsOptions {
   readonly corsOrigin?: string;
   readonly provider?: CryptoProvider;
   readonly log?: (line: string) => void;
-  /** Called for each authenticated connection, before its first event (e.g. to register the SFU's handlers). */
+  /** Called for each authenticated connection, before its first event. */
   readonly onConnection?: (socket: Socket, principal: Principal) => void;
+  /** A device subscribed to a group of `room` (main.ts lets it use the room's SFU from then on). */
+  readonly onSubscribed?: (socket: Socket, principal: Principal, room: string) => void;
+  /** A device left the call or stayed away past the grace (main.ts cuts its media). */
+  readonly onDeparted?: (room: string, member: string) => void;
+  /** Answers HTTP requests the DS has no route for (main.ts: the demo's files); false lets the DS answer 404. */
+  readonly httpFallback?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 export interface RunningDs {
@@ -107,11 +98,13 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
     maxPastEpochs: 2,
     maxMissed: 8,
     log,
+    onSubscribed: options.onSubscribed,
+    onDeparted: options.onDeparted,
   });
   const directory = new KeyPackageDirectory(options.store, provider, { maxPerDevice: options.maxKeyPackagesPerDevice ?? 100 });
 
   const mls = bytes({ max: maxPayload });
-  const routes: Record<string, Route> = {
+  const routes: Record<DsRequestEvent, Route> = {
     "room:join": route(obj({ room: ROOM }), async (p, _s, { room }) => ({ group: await service.roomInfo(p, room) })),
     "ds:external-sender": route(obj({ suite: SUITE }), async (_p, _s, { suite }) => ({ externalSender: await service.externalSender(suite) })),
     "group:create": route(obj({ room: ROOM, groupInfo: mls, tree: optional(mls) }), async (p, _s, x) => ({
@@ -121,6 +114,10 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
     "group:send": route(obj({ groupId: GROUP_ID, message: mls, groupInfo: optional(mls), welcome: optional(mls), since: optional(SEQ) }), (p, _s, x) =>
       service.send(p, x),
     ),
+    "group:unsubscribe": route(obj({ groupId: GROUP_ID }), async (p, s, x) => {
+      await service.unsubscribe(p, s, x.groupId);
+      return {};
+    }),
     "group:ack": route(obj({ groupId: GROUP_ID, seq: SEQ }), async (p, _s, x) => {
       await service.ack(p, x.groupId, x.seq);
       return {};
@@ -213,7 +210,7 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
   http.on("request", (req: IncomingMessage, res: ServerResponse) => {
     // Socket.IO answers its own path; everything else is ours.
     if (req.url?.startsWith("/socket.io/")) return;
-    handleHttp(req, res, { metrics, tokens, devMode: options.devMode ?? false, ttl: options.devTokenTtlSeconds ?? 12 * 3600, cors: options.corsOrigin }).catch(
+    handleHttp(req, res, { metrics, tokens, devMode: options.devMode ?? false, ttl: options.devTokenTtlSeconds ?? 12 * 3600, cors: options.corsOrigin, fallback: options.httpFallback }).catch(
       (e: unknown) => {
         log(`http ${req.method} ${req.url} failed: ${String(e)}`);
         if (!res.headersSent) res.writeHead(500).end();
@@ -255,6 +252,7 @@ interface HttpContext {
   readonly devMode: boolean;
   readonly ttl: number;
   readonly cors: string | undefined;
+  readonly fallback: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 }
 
 async function handleHttp(req: IncomingMessage, res: ServerResponse, ctx: HttpContext): Promise<void> {
@@ -288,6 +286,7 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, ctx: HttpCo
     }
     return;
   }
+  if (ctx.fallback?.(req, res)) return;
   res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
 }
 

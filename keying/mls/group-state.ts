@@ -177,7 +177,7 @@ function decodeSecretTreeState(r: Reader): SecretTreeState {
   const leafCount = r.u32();
   const nodes = r.vector((r2) => [r2.u32(), r2.opaque()] as const);
   const ratchets = r.vector((r2) => ({ leaf: r2.u32(), handshake: decodeRatchetState(r2), application: decodeRatchetState(r2) }));
-  if (leafCount < 1) throw new MlsDecodeError("invalid-value", "secret tree with no leaves");
+  if (leafCount < 1 || leafCount > 0x40000000) throw new MlsDecodeError("invalid-value", `secret tree of ${leafCount} leaves`);
   return { leafCount, nodes, ratchets };
 }
 

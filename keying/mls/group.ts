@@ -45,7 +45,7 @@ import {
   type LeafNodeChoice,
   type PskResolver,
 } from "./commit.js";
-import { MlsValidationError } from "./errors.js";
+import { MlsDecodeError, MlsValidationError } from "./errors.js";
 import { createExternalCommit, treeFrom, type ExternalCommitOptions } from "./external.js";
 import { confirmationTag as computeConfirmationTag, decryptSenderData, interimTranscriptHash, unprotectPrivateMessage, unprotectPublicMessage, type EpochView } from "./framing.js";
 import { joinTree, verifyGroupInfoAndTree } from "./group-info.js";
@@ -423,6 +423,7 @@ export class MlsGroup {
       const state = r.opaque();
       const pending = r.optional((r2) => ({ message: r2.opaque(), state: r2.opaque(), change: decodeEpochChange(r2) }));
       const wire = r.u8();
+      if (wire > 1) throw new MlsDecodeError("invalid-value", "handshake wire format flag");
       return { state, pending, wire };
     }, bytes);
     const load = (b: Uint8Array) => decodeGroupState(b, (id) => suiteFor(id, options.provider), policy.secretTreeLimits);

@@ -41,6 +41,10 @@ export interface GroupServiceOptions {
   /** Most entries a wrong-epoch answer carries (each is a binary attachment; Socket.IO allows 10 per packet). */
   readonly maxMissed: number;
   readonly log: (line: string) => void;
+  /** A device subscribed to a group of `room` (e.g. to let it use the room's media). */
+  readonly onSubscribed?: (socket: Socket, principal: Principal, room: string) => void;
+  /** A device left the call or stayed away past the grace (e.g. to cut its media at once). */
+  readonly onDeparted?: (room: string, member: string) => void;
 }
 
 /** Departed leaves are remembered by signature key: leaf indices are reused, keys are not. */
@@ -226,7 +230,21 @@ export class GroupService {
       sockets.add(socket.id);
       this.cancelGrace(rt, member);
       this.forgetDeparture(rt, member);
+      this.o.onSubscribed?.(socket, principal, rt.record.room);
       return { epoch: rt.record.epoch, seq: rt.record.seq };
+    });
+  }
+
+  /** Stops pushing the group's log to this socket; the member stays in the call (the grace starts). */
+  unsubscribe(principal: Principal, socket: Socket, groupId: string): Promise<void> {
+    return this.exclusive(groupId, async () => {
+      const rt = await this.runtime(groupId);
+      this.authorize(principal, rt.record.room);
+      const member = memberId(principal);
+      await socket.leave(rt.room);
+      (socket as TrackedSocket)[SOCKET_GROUPS]?.delete(groupId);
+      this.removeSubscriber(rt, member, socket);
+      if (!rt.subscribers.has(member)) this.startGrace(rt, member);
     });
   }
 
@@ -277,42 +295,56 @@ export class GroupService {
     return this.append(rt, { kind: "application", epoch, sender: member, message: bytes }, undefined, received);
   }
 
-  private async sendHandshake(principal: Principal, rt: GroupRuntime, pm: PublicMessage, request: SendRequest, received: number): Promise<{ seq: number; epoch: number }> {
+  private async sendHandshake(principal: Principal, first: GroupRuntime, pm: PublicMessage, request: SendRequest, received: number): Promise<{ seq: number; epoch: number }> {
     const member = memberId(principal);
     const content = pm.content;
-    this.checkGroupId(rt, content.groupId);
     const kind = content.contentType === ContentType.commit ? "commit" : content.contentType === ContentType.proposal ? "proposal" : undefined;
     if (!kind) throw new DsError("invalid-message", "application data must be a PrivateMessage");
     if (kind === "commit" && !request.groupInfo) throw new DsError("invalid-payload", "a commit needs the GroupInfo of the epoch it creates");
     if (kind === "proposal" && (request.groupInfo || request.welcome)) throw new DsError("invalid-payload", "only commits carry a GroupInfo or a Welcome");
-    switch (content.sender.senderType) {
-      case SenderType.member: {
-        const leaf = rt.view.members().find((m) => m.leafIndex === (content.sender as { leafIndex: number }).leafIndex);
+    const joining = content.sender.senderType === SenderType.newMemberCommit;
+    if (content.sender.senderType !== SenderType.member && !joining) {
+      throw new DsError("invalid-message", "only members and external joiners send handshake messages; the DS is the only external sender");
+    }
+    let rt = first;
+    this.checkGroupId(rt, content.groupId);
+    for (let attempt = 1; ; attempt++) {
+      if (content.sender.senderType === SenderType.member) {
+        const leafIndex = content.sender.leafIndex;
+        const leaf = rt.view.members().find((m) => m.leafIndex === leafIndex);
         if (!leaf || leaf.identity !== member) {
           throw new DsError("not-a-member", this.isMember(rt, member) ? "the sender leaf is not this device's" : "the device is not a member of the group");
         }
-        break;
       }
-      case SenderType.newMemberCommit:
-        break;
-      default:
-        throw new DsError("invalid-message", "only members and external joiners send handshake messages; the DS is the only external sender");
+      const current = rt.record.epoch;
+      if (content.epoch !== BigInt(current)) throw await this.wrongEpoch(rt, member, joining, request.since);
+      const { next, added } = await this.vet(rt, request.message, request.groupInfo, member);
+      if (request.welcome && added.length === 0) {
+        rt.stale = true;
+        throw new DsError("invalid-payload", "a Welcome goes with a commit that adds members");
+      }
+      let result;
+      try {
+        result = await this.append(rt, { kind, epoch: current, sender: member, message: request.message }, { next }, received);
+      } catch (e) {
+        // Another node appended after this view was built: check the message again against the log as it is now.
+        if (e instanceof StoreConflict && attempt < 3) {
+          rt = await this.runtime(rt.record.groupId);
+          continue;
+        }
+        if (e instanceof StoreConflict) throw await this.wrongEpoch(await this.runtime(rt.record.groupId), member, joining, request.since);
+        throw e;
+      }
+      this.forgetDeparture(rt, member);
+      if (request.welcome) {
+        // Live delivery only: a device that is offline joins by external commit instead.
+        const welcome = { groupId: rt.record.groupId, seq: result.seq, welcome: request.welcome };
+        for (const m of new Set(added)) this.o.io.to(memberRoom(m)).emit("group:welcome", welcome);
+      }
+      // Leavers still in the tree need a Remove in the new epoch; queued, so the committer's answer does not wait.
+      if (kind === "commit") this.afterCommit(rt.record.groupId);
+      return result;
     }
-    const current = rt.record.epoch;
-    if (content.epoch !== BigInt(current)) throw await this.wrongEpoch(rt, member, content.sender.senderType === SenderType.newMemberCommit, request.since);
-
-    const { next, added } = await this.vet(rt, request.message, request.groupInfo, member);
-    if (request.welcome && added.length === 0) throw new DsError("invalid-payload", "a Welcome goes with a commit that adds members");
-    const result = await this.append(rt, { kind, epoch: current, sender: member, message: request.message }, { next }, received);
-    this.forgetDeparture(rt, member);
-    if (request.welcome) {
-      // Live delivery only: a device that is offline joins by external commit instead.
-      const welcome = { groupId: rt.record.groupId, seq: result.seq, welcome: request.welcome };
-      for (const m of new Set(added)) this.o.io.to(memberRoom(m)).emit("group:welcome", welcome);
-    }
-    // Leavers still in the tree need a Remove in the new epoch; queued, so the committer's answer does not wait.
-    if (kind === "commit") this.afterCommit(rt.record.groupId);
-    return result;
   }
 
   /**
@@ -352,8 +384,8 @@ export class GroupService {
 
   /**
    * Stores and fans out one entry. A handshake is stored only if the group is still where the view vetted
-   * it (same epoch and head); otherwise another node moved the group, the view is discarded and the sender
-   * retries. Application messages need no such condition.
+   * it (same epoch and head); otherwise another node moved the group: the view is marked stale and
+   * StoreConflict thrown, for the caller to vet again. Application messages need no such condition.
    */
   private async append(
     rt: GroupRuntime,
@@ -373,7 +405,8 @@ export class GroupService {
     if (!r.ok) {
       rt.stale = true;
       if (r.reason === "closed") throw new DsError("group-closed", "the call has ended");
-      throw new DsError("wrong-epoch", "the group moved on while this message was checked", { epoch: r.group?.epoch ?? rt.record.epoch, missed: [] });
+      if (r.reason === "unknown-group") throw new DsError("unknown-group", "no such group");
+      throw new StoreConflict();
     }
     const seq = r.seq;
     const next = handshake?.next;
@@ -414,7 +447,7 @@ export class GroupService {
       const rt = await this.runtime(groupId);
       this.authorize(principal, rt.record.room);
       const member = memberId(principal);
-      this.unsubscribe(rt, member, socket);
+      this.removeSubscriber(rt, member, socket);
       await socket.leave(rt.room);
       (socket as TrackedSocket)[SOCKET_GROUPS]?.delete(groupId);
       await this.depart(rt, member, "leave");
@@ -430,13 +463,13 @@ export class GroupService {
       void this.exclusive(groupId, async () => {
         const rt = await this.runtime(groupId).catch(() => undefined);
         if (!rt) return;
-        this.unsubscribe(rt, member, socket);
+        this.removeSubscriber(rt, member, socket);
         if (!rt.subscribers.has(member)) this.startGrace(rt, member);
       }).catch((e) => this.o.log(`disconnect handling failed for group ${groupId.slice(0, 16)}: ${String(e)}`));
     }
   }
 
-  private unsubscribe(rt: GroupRuntime, member: string, socket: Socket): void {
+  private removeSubscriber(rt: GroupRuntime, member: string, socket: Socket): void {
     const sockets = rt.subscribers.get(member);
     sockets?.delete(socket.id);
     if (sockets?.size === 0) rt.subscribers.delete(member);
@@ -468,24 +501,35 @@ export class GroupService {
   }
 
   private afterCommit(groupId: string): void {
-    void this.exclusive(groupId, async () => {
-      const rt = await this.runtime(groupId);
-      if (rt.departed.size > 0) await this.proposeDepartures(rt);
-    }).catch((e) => {
+    void this.exclusive(groupId, () => this.proposeDepartures(groupId)).catch((e) => {
       if (!(e instanceof DsError)) this.o.log(`proposing removals failed for group ${groupId.slice(0, 16)}: ${String(e)}`);
     });
   }
 
   private async depart(rt: GroupRuntime, member: string, cause: Departure["cause"]): Promise<void> {
     for (const m of rt.view.members()) if (m.identity === member) rt.departed.set(toHex(m.signatureKey), { member, cause });
-    await this.proposeDepartures(rt);
+    this.o.onDeparted?.(rt.record.room, member);
+    await this.proposeDepartures(rt.record.groupId);
+  }
+
+  /** proposeDeparturesOf against the log as it stands, again if another node appended meanwhile. */
+  private async proposeDepartures(groupId: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const rt = await this.runtime(groupId);
+      if (rt.departed.size === 0) return;
+      try {
+        return await this.proposeDeparturesOf(rt);
+      } catch (e) {
+        if (!(e instanceof StoreConflict) || attempt >= 3) throw e;
+      }
+    }
   }
 
   /**
    * Proposes the removal of every departed leaf still in the tree and not yet proposed this epoch, and
    * closes the group when nobody else is left to commit.
    */
-  private async proposeDepartures(rt: GroupRuntime): Promise<void> {
+  private async proposeDeparturesOf(rt: GroupRuntime): Promise<void> {
     const members = rt.view.members();
     const present = new Set(members.map((m) => toHex(m.signatureKey)));
     for (const key of rt.departed.keys()) if (!present.has(key)) rt.departed.delete(key);
@@ -542,6 +586,11 @@ export class GroupService {
     for (const rt of this.runtimes.values()) for (const t of rt.graceTimers.values()) clearTimeout(t);
     await Promise.all([...this.queues.values()]);
   }
+}
+
+/** The store refused an append because the group moved on since the view was built (another node). */
+class StoreConflict extends Error {
+  override readonly name = "StoreConflict";
 }
 
 /** The Socket.IO room of every connection of one device ("user/device"). */

@@ -62,7 +62,7 @@ export class MediaSession {
     // browser sends its receivers' feedback from the SSRC of its own published stream, so werift would hand a
     // subscriber's PLI to that participant's published track instead of to the subscription it is about.
     this.published.video.transceiver.dtlsTransport.onRtcp.subscribe((packet) => {
-      for (const ssrc of keyframeRequestSsrcs(packet)) { console.log("DBGKF sender", (packet as any).feedback.senderSsrc, "own published", this.published.video.transceiver.receiver.tracks.map((t) => t.ssrc), this.published.audio.transceiver.receiver.tracks.map((t) => t.ssrc)); this.keyframeRequested(ssrc); }
+      for (const ssrc of keyframeRequestSsrcs(packet)) this.keyframeRequested(ssrc);
     });
   }
 

@@ -144,6 +144,32 @@ function fieldsOf(list: Reply | undefined): Record<string, Buffer> {
   return out;
 }
 
+/**
+ * QUIT lets queued commands finish first; a connection that cannot say goodbye in time (Redis is down,
+ * commands wait for a reconnection) is cut instead.
+ */
+export async function quitOrCut(redis: Redis, timeoutMs = 2000): Promise<void> {
+  const timer = setTimeout(() => redis.disconnect(), timeoutMs);
+  try {
+    await redis.quit();
+  } catch {
+    redis.disconnect();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return "redis (unparsable URL)";
+  }
+}
+
 export interface RedisDurability {
   readonly appendonly: string;
   readonly appendfsync: string;
@@ -153,6 +179,8 @@ export interface RedisDurability {
 
 export class RedisStore implements Store {
   private readonly prefix: string;
+  /** Where the data is, for logs: the URL without credentials, and the key prefix. */
+  readonly description: string;
   private readonly shas = new Map<RedisScript, string>();
   private closed = false;
 
@@ -162,6 +190,7 @@ export class RedisStore implements Store {
     options: RedisStoreOptions,
   ) {
     this.prefix = options.keyPrefix ?? "conclave:";
+    this.description = `${withoutCredentials(options.url)} prefix ${this.prefix}`;
   }
 
   /** Connects, failing if Redis cannot be reached now; afterwards the connection heals itself. */
@@ -422,10 +451,6 @@ export class RedisStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    try {
-      await this.redis.quit();
-    } catch {
-      this.redis.disconnect();
-    }
+    await quitOrCut(this.redis);
   }
 }

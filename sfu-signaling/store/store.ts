@@ -5,7 +5,6 @@
  * The ordering guarantee lives here: `append` is an atomic compare-and-set on the group's (epoch, head seq),
  * so of two commits vetted against the same epoch exactly one is stored, on one node or on many.
  */
-
 import type { LogKind, SuiteInventory } from "../protocol.js";
 
 export type { LogKind, SuiteInventory } from "../protocol.js";

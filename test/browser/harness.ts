@@ -23,6 +23,8 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
   "--use-fake-device-for-media-stream",
   "--use-fake-ui-for-media-stream",
+  // On a host whose only interface is lo, Chromium gathers no ICE candidate without this.
+  "--allow-loopback-in-peer-connection",
 ];
 
 export interface Browser {

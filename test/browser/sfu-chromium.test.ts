@@ -10,33 +10,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { build } from "esbuild";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { Server } from "socket.io";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeHeader, EpochKeyring, nodeCryptoAead, parseMlsKid, unprotectFrame } from "../../keying/sframe/index.js";
 import { createSfu, type ForwardedRtp, type Sfu } from "../../sfu-signaling/sfu/index.js";
 import { vp8Frames, vp8Prefix } from "./sfu-forwarded.js";
-import { CHROMIUM_PATH, pollUntil, serveStatic, type StaticServer } from "./harness.js";
+import { launchChromium, pollUntil, serveStatic, type Browser, type StaticServer } from "./harness.js";
 import type { JoinOptions, PeerStats, SfuPeerApi, TestSFrameKeying } from "./pages/sfu-peer.js";
 
 const ROOM = "sfu-browser";
 const PAGE = "sfu-peer";
-/**
- * The harness's flags plus one: Chromium leaves loopback out of its ICE candidates, so on a machine whose only
- * interface is `lo` it would gather none and never connect to the SFU, which answers on 127.0.0.1.
- */
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--allow-loopback-in-peer-connection",
-];
 
 /** Frames that must be decoded to call a stream flowing: a few seconds at 15 fps. */
 const FLOWING = 30;
@@ -47,8 +31,7 @@ describe("werift SFU with Chromium", () => {
   let signalingUrl: string;
   let bundleDir: string;
   let pages: StaticServer;
-  let profileDir: string;
-  let browser: BrowserContext;
+  let browser: Browser;
   const log: string[] = [];
 
   beforeAll(async () => {
@@ -74,10 +57,7 @@ describe("werift SFU with Chromium", () => {
     });
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
     signalingUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
-    profileDir = await mkdtemp(join(tmpdir(), "conclave-chromium-"));
-    browser = await chromium.launchPersistentContext(profileDir, { executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
-    // A loaded 2-core machine can take far longer than Playwright's 30 s default to start a page.
-    browser.setDefaultTimeout(120_000);
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -85,11 +65,11 @@ describe("werift SFU with Chromium", () => {
     sfu?.close();
     await ioServer?.close();
     await pages?.close();
-    for (const dir of [bundleDir, profileDir]) if (dir) await rm(dir, { recursive: true, force: true });
+    if (bundleDir) await rm(bundleDir, { recursive: true, force: true });
   });
 
   async function openPeer(participantId: string, room = ROOM, options: JoinOptions = {}): Promise<Page> {
-    const page = await browser.newPage();
+    const page = await browser.context.newPage();
     page.on("console", (m) => log.push(`[${participantId}] ${m.type()}: ${m.text()}`));
     page.on("pageerror", (e) => log.push(`[${participantId}] pageerror: ${e.message}`));
     await page.goto(`${pages.origin}/page/${PAGE}`);

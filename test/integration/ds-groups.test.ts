@@ -34,8 +34,14 @@ async function expectConverged(ps: Participant[], epoch: bigint): Promise<void> 
 
 describe("DS groups", () => {
   let t: TestDs;
+  const subscribed: string[] = [];
+  const departed: string[] = [];
   beforeAll(async () => {
-    t = await startTestDs({ leaveGraceMs: 300 });
+    t = await startTestDs({
+      leaveGraceMs: 300,
+      onSubscribed: (_socket, p, room) => subscribed.push(`${room} ${p.user}/${p.device}`),
+      onDeparted: (room, member) => departed.push(`${room} ${member}`),
+    });
   });
   afterAll(async () => t.close());
 
@@ -97,9 +103,25 @@ describe("DS groups", () => {
     expect((await t.store.getGroup(groupId))?.epoch).toBe(5);
     expect(t.ds.metrics.externalProposals.get({ cause: "leave" })).toBeGreaterThanOrEqual(1);
     expect(t.ds.metrics.externalProposals.get({ cause: "disconnect" })).toBeGreaterThanOrEqual(1);
+    // The media plane is told who may use the room and who must be cut off.
+    expect(subscribed).toEqual(expect.arrayContaining(["leave-room l-a/d1", "leave-room l-d/d1"]));
+    expect(departed).toEqual(expect.arrayContaining(["leave-room l-d/d1", "leave-room l-c/d1"]));
+    expect(departed.filter((d) => d.startsWith("leave-room"))).toHaveLength(2);
     a.close();
     b.close();
     d.close();
+  });
+
+  it("a member that unsubscribes gets no more pushes and is removed after the grace", async () => {
+    const ps = await Promise.all(["u-a", "u-b", "u-c"].map((u) => participant(t, u)));
+    for (const p of ps) await p.join("unsub-room");
+    await expectConverged(ps, 2n);
+    const [a, b, c] = ps as [Participant, Participant, Participant];
+    ok(await request(c.socket, "group:unsubscribe", { groupId: c.groupId }));
+    await expectConverged([a, b], 3n);
+    expect(a.memberNames()).toEqual(["u-a/d1", "u-b/d1"]);
+    expect(c.epoch).toBe(2n);
+    for (const p of ps) p.close();
   });
 
   it("closes the call when its last member leaves, freeing the room for a new group", async () => {

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Server } from "socket.io";
 import { io, type Socket as ClientSocket } from "socket.io-client";
 import {
+  RtcpPacketConverter,
   RTCPeerConnection,
   RtpHeader,
   RtpPacket,
@@ -338,5 +339,29 @@ describe("werift SFU with werift peers", () => {
     b.socket.emit("sfu:candidate", { candidate: "x".repeat(5000) });
     b.socket.emit("sfu:candidate", "nonsense");
     await until(() => a.connected && b.connected, "both connected");
+  });
+});
+
+describe("keyframe requests read off the transport", () => {
+  /** RTCP payload-specific feedback (RFC 4585 §6.1): V=2, FMT, PT=206, length, sender SSRC, media SSRC, FCI. */
+  function psfb(fmt: number, senderSsrc: number, mediaSsrc: number, fci: Buffer = Buffer.alloc(0)): RtcpPacket {
+    const packet = Buffer.alloc(12 + fci.length);
+    packet.writeUInt8(0x80 | fmt, 0);
+    packet.writeUInt8(206, 1);
+    packet.writeUInt16BE(packet.length / 4 - 1, 2);
+    packet.writeUInt32BE(senderSsrc, 4);
+    packet.writeUInt32BE(mediaSsrc, 8);
+    fci.copy(packet, 12);
+    return RtcpPacketConverter.deSerialize(packet)[0]!;
+  }
+
+  it("names the media SSRC of a PLI and the entry SSRCs of a FIR, and nothing for other feedback", () => {
+    expect(keyframeRequestSsrcs(psfb(1, 111, 222))).toEqual([222]);
+    const firEntries = Buffer.alloc(16);
+    firEntries.writeUInt32BE(333, 0);
+    firEntries.writeUInt32BE(444, 8);
+    expect(keyframeRequestSsrcs(psfb(4, 111, 0, firEntries))).toEqual([333, 444]);
+    const remb = Buffer.from([0x52, 0x45, 0x4d, 0x42, 0x01, 0x00, 0x10, 0x00, 0, 0, 0x01, 0x4d]);
+    expect(keyframeRequestSsrcs(psfb(15, 111, 0, remb))).toEqual([]);
   });
 });
