@@ -40,6 +40,9 @@ function identityString(identity: Uint8Array): string | undefined {
 }
 
 export class GroupView {
+  /** The tree changes only with the epoch, so the member list is computed once per epoch. */
+  private cachedMembers: { readonly epoch: bigint; readonly members: Member[] } | undefined;
+
   private constructor(
     private readonly observer: PublicObserver,
     private readonly sender: ExternalSenderIdentity,
@@ -86,8 +89,13 @@ export class GroupView {
     return this.senderIndex;
   }
 
-  members(): Member[] {
-    return this.observer.members().map((m) => ({ leafIndex: m.leafIndex, identity: identityString(m.identity), signatureKey: m.signatureKey }));
+  members(): readonly Member[] {
+    const epoch = this.observer.epoch;
+    if (this.cachedMembers?.epoch !== epoch) {
+      const members = this.observer.members().map((m) => ({ leafIndex: m.leafIndex, identity: identityString(m.identity), signatureKey: m.signatureKey }));
+      this.cachedMembers = { epoch, members };
+    }
+    return this.cachedMembers.members;
   }
 
   /** The current epoch's GroupInfo (MLSMessage, with external_pub) and tree, as served to joiners. */

@@ -203,8 +203,15 @@ export class GroupService {
       if (r.existing && r.existing.room === room && !r.existing.closed) throw new DsError("group-exists", "the room already has a call", { group: snapshot(r.existing) });
       throw new DsError("group-exists", "this group id is already taken");
     }
+    const created: GroupRecord = { ...record, seq: 0, epochSeq: 0, closed: false };
+    // The view just built is the stored epoch's: keep it rather than rebuild it on the first subscribe.
+    if (!this.runtimes.has(groupId)) {
+      const rt = new GroupRuntime(created, view);
+      this.runtimes.set(groupId, rt);
+      this.watchAbsentees(rt);
+    }
     this.o.log(`group ${groupId.slice(0, 16)} created in room ${room} by ${memberId(principal)}`);
-    return snapshot({ ...record, seq: 0, epochSeq: 0, closed: false });
+    return snapshot(created);
   }
 
   /**
@@ -490,6 +497,14 @@ export class GroupService {
     rt.graceTimers.set(member, timer);
   }
 
+  /**
+   * Members listening nowhere on this node (one that committed and vanished, or anyone after a restart)
+   * get the grace period, as if their connection had just dropped.
+   */
+  private watchAbsentees(rt: GroupRuntime): void {
+    for (const m of rt.view.members()) if (m.identity && !rt.subscribers.has(m.identity)) this.startGrace(rt, m.identity);
+  }
+
   private cancelGrace(rt: GroupRuntime, member: string): void {
     const t = rt.graceTimers.get(member);
     if (t) clearTimeout(t);
@@ -501,7 +516,10 @@ export class GroupService {
   }
 
   private afterCommit(groupId: string): void {
-    void this.exclusive(groupId, () => this.proposeDepartures(groupId)).catch((e) => {
+    void this.exclusive(groupId, async () => {
+      this.watchAbsentees(await this.runtime(groupId));
+      await this.proposeDepartures(groupId);
+    }).catch((e) => {
       if (!(e instanceof DsError)) this.o.log(`proposing removals failed for group ${groupId.slice(0, 16)}: ${String(e)}`);
     });
   }
@@ -563,16 +581,10 @@ export class GroupService {
     this.runtimes.delete(rt.record.groupId);
   }
 
-  /**
-   * After a restart nobody is connected: every member of every open group gets the grace period to come
-   * back, exactly as if its connection had just dropped.
-   */
+  /** After a restart nobody is connected: every member of every open group gets the grace to come back. */
   async startup(): Promise<void> {
     for (const record of await this.o.store.openGroups()) {
-      await this.exclusive(record.groupId, async () => {
-        const rt = await this.runtime(record.groupId);
-        for (const m of rt.view.members()) if (m.identity && !rt.subscribers.has(m.identity)) this.startGrace(rt, m.identity);
-      }).catch((e) => this.o.log(`could not restore group ${record.groupId.slice(0, 16)}: ${String(e)}`));
+      await this.exclusive(record.groupId, async () => this.watchAbsentees(await this.runtime(record.groupId))).catch((e) => this.o.log(`could not restore group ${record.groupId.slice(0, 16)}: ${String(e)}`));
     }
   }
 

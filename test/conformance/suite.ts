@@ -11,7 +11,8 @@ export function vectorFolderTest(folder: string, providers: readonly CryptoProvi
   it(`every recognised file in ../shared/${folder} passes with ${providers.map((p) => p.name).join(", ")}`, async () => {
     expect(existsSync(SHARED + folder)).toBe(true);
     const reports = await runConformance(SHARED + folder, providers);
-    const bad = reports.filter((r) => r.failed > 0 || r.status === "unreadable").map(formatReport);
+    // Every file of these folders has a kind now: a skipped one would hide a gap, so it fails here too.
+    const bad = reports.filter((r) => r.failed > 0 || r.status !== "ran").map(formatReport);
     expect(bad).toEqual([]);
     expect(reports.filter((r) => r.status === "ran").length).toBeGreaterThan(0);
   }, 600_000);
