@@ -347,6 +347,13 @@ class ScriptRun {
     this.cache[index]!.set(key, value);
   }
 
+  /** The private keys of a KeyPackage a step created, kept as the reference runner keeps them. */
+  private storePrivateKeys(index: number, keys: { initPriv: Uint8Array; encryptionPriv: Uint8Array; signaturePriv: Uint8Array }): void {
+    this.store(index, "init_priv", keys.initPriv);
+    this.store(index, "encryption_priv", keys.encryptionPriv);
+    this.store(index, "signature_priv", keys.signaturePriv);
+  }
+
   private message(index: number, key: string): Uint8Array {
     const v = this.cache[index]?.get(key);
     if (!v) throw new StepError(`malformed step: no ${key} at step ${index}`);
@@ -415,7 +422,8 @@ class ScriptRun {
     return kp;
   }
 
-  private async join(joiner: string, welcome: Uint8Array, ratchetTree: Uint8Array | undefined, authenticator: Uint8Array, transactionId?: number): Promise<void> {
+  /** JoinGroup with the joiner's pending KeyPackage; checks the epoch authenticator when one is expected. */
+  private async join(joiner: string, welcome: Uint8Array, ratchetTree: Uint8Array | undefined, authenticator: Uint8Array | undefined, transactionId?: number): Promise<void> {
     const txId = transactionId ?? this.transactionId.get(joiner);
     if (txId === undefined) throw new StepError(`malformed step: no transaction for ${joiner}`);
     const res = await this.call(joiner, "JoinGroup", {
@@ -425,7 +433,7 @@ class ScriptRun {
       identity: utf8(joiner),
       ...(ratchetTree ? { ratchetTree } : {}),
     });
-    this.expectAuthenticator(`joiner ${joiner}`, res.epochAuthenticator, authenticator);
+    if (authenticator) this.expectAuthenticator(`joiner ${joiner}`, res.epochAuthenticator, authenticator);
     this.stateId.set(joiner, res.stateId);
   }
 
@@ -471,26 +479,14 @@ class ScriptRun {
       case "createKeyPackage": {
         const kp = await this.createKeyPackage(this.actorOf(step));
         this.store(index, "key_package", kp.keyPackage);
-        this.store(index, "init_priv", kp.initPriv);
-        this.store(index, "encryption_priv", kp.encryptionPriv);
-        this.store(index, "signature_priv", kp.signaturePriv);
+        this.storePrivateKeys(index, kp);
         return;
       }
 
       case "joinGroup": {
         const actor = this.actorOf(step);
         const welcomeIndex = p.int("welcome");
-        const txId = this.transactionId.get(actor);
-        if (txId === undefined) throw new StepError(`malformed step: no transaction for ${actor}`);
-        const tree = this.cache[welcomeIndex]?.get("ratchet_tree");
-        const res = await this.call(actor, "JoinGroup", {
-          transactionId: txId,
-          welcome: this.message(welcomeIndex, "welcome"),
-          encryptHandshake: this.encryptHandshake,
-          identity: utf8(actor),
-          ...(tree ? { ratchetTree: tree } : {}),
-        });
-        this.stateId.set(actor, res.stateId);
+        await this.join(actor, this.message(welcomeIndex, "welcome"), this.cache[welcomeIndex]?.get("ratchet_tree"), undefined);
         return;
       }
 
@@ -631,9 +627,7 @@ class ScriptRun {
         const res = await this.call(joiner, "NewMemberAddProposal", { groupInfo: info.groupInfo, identity: utf8(joiner) });
         this.transactionId.set(joiner, res.transactionId);
         this.store(index, "proposal", res.proposal);
-        this.store(index, "init_priv", res.initPriv);
-        this.store(index, "encryption_priv", res.encryptionPriv);
-        this.store(index, "signature_priv", res.signaturePriv);
+        this.storePrivateKeys(index, res);
         return;
       }
 

@@ -14,7 +14,7 @@ import { encode } from "../keying/codec/writer.js";
 import { getCipherSuite, isCipherSuiteId, nativeProvider, SUITE_IDS, type CipherSuite, type CryptoProvider } from "../keying/crypto/index.js";
 import { createExternalProposal, createNewMemberAddProposal, externalSenderOf, externalSendersExtension, groupInfoFrom, treeFrom } from "../keying/mls/external.js";
 import { ratchetTreeOf } from "../keying/mls/group-info.js";
-import { MlsGroup, type KeyPackageBundle, type SigningIdentity } from "../keying/mls/group.js";
+import { MlsGroup, type JoinFromWelcomeOptions, type KeyPackageBundle, type SigningIdentity, type SuccessorGroup } from "../keying/mls/group.js";
 import type { GroupPolicy } from "../keying/mls/policy.js";
 import {
   CredentialType,
@@ -225,6 +225,11 @@ export class InteropService {
     return id;
   }
 
+  /** A group that became a new state: its id and epoch authenticator (what a join answers). */
+  private newState(group: MlsGroup): { stateId: number; epochAuthenticator: Uint8Array } {
+    return { stateId: this.addState(group), epochAuthenticator: group.epochAuthenticator };
+  }
+
   private group(stateId: number): MlsGroup {
     const s = this.states.get(stateId);
     if (!s) throw notFound("state", stateId);
@@ -257,9 +262,14 @@ export class InteropService {
     return { proposal: (await p).message };
   }
 
+  /** A new signature key pair with a basic credential naming `identity` (how the harness names members). */
+  private identity(suite: CipherSuite, identity: Uint8Array): Promise<SigningIdentity> {
+    return MlsGroup.generateIdentity(Uint8Array.from(identity), { cipherSuite: suite.id, provider: this.provider });
+  }
+
   private async newKeyPackage(cipherSuite: number, identityBytes: Uint8Array): Promise<{ message: Uint8Array; bundle: KeyPackageBundle; identity: SigningIdentity }> {
     const suite = await this.suite(cipherSuite);
-    const identity = await MlsGroup.generateIdentity(Uint8Array.from(identityBytes), { cipherSuite: suite.id, provider: this.provider });
+    const identity = await this.identity(suite, identityBytes);
     const { message, bundle } = await MlsGroup.generateKeyPackage(identity, { cipherSuite: suite.id, provider: this.provider });
     return { message, bundle, identity };
   }
@@ -269,7 +279,7 @@ export class InteropService {
 
   private async createGroup(r: MlsRequests["CreateGroup"]): Promise<MlsResponses["CreateGroup"]> {
     const suite = await this.suite(r.cipherSuite);
-    const identity = await MlsGroup.generateIdentity(Uint8Array.from(r.identity), { cipherSuite: suite.id, provider: this.provider });
+    const identity = await this.identity(suite, r.identity);
     const group = await MlsGroup.create({ identity, cipherSuite: suite.id, groupId: Uint8Array.from(r.groupId), ...this.groupOptions(r.encryptHandshake) });
     return { stateId: this.addState(group) };
   }
@@ -287,23 +297,31 @@ export class InteropService {
     };
   }
 
+  /** Joins by a Welcome for one of our KeyPackages; a non-empty `ratchetTree` is the tree sent beside it. */
+  private joinFromWelcome(
+    r: { welcome: Uint8Array; ratchetTree: Uint8Array },
+    keyPackage: KeyPackageBundle,
+    options: Omit<JoinFromWelcomeOptions, "welcome" | "keyPackage" | "ratchetTree">,
+  ): Promise<MlsGroup> {
+    return MlsGroup.joinFromWelcome({
+      welcome: Uint8Array.from(r.welcome),
+      keyPackage,
+      ...(r.ratchetTree.length > 0 ? { ratchetTree: Uint8Array.from(r.ratchetTree) } : {}),
+      ...options,
+    });
+  }
+
   private async joinGroup(r: MlsRequests["JoinGroup"]): Promise<MlsResponses["JoinGroup"]> {
     const tx = this.take(this.transactions, r.transactionId, "transaction");
-    const group = await MlsGroup.joinFromWelcome({
-      welcome: Uint8Array.from(r.welcome),
-      keyPackage: tx.bundle,
-      ...(r.ratchetTree.length > 0 ? { ratchetTree: Uint8Array.from(r.ratchetTree) } : {}),
-      externalPsks: tx.psks,
-      ...this.groupOptions(r.encryptHandshake),
-    });
+    const group = await this.joinFromWelcome(r, tx.bundle, { externalPsks: tx.psks, ...this.groupOptions(r.encryptHandshake) });
     this.transactions.delete(r.transactionId);
-    return { stateId: this.addState(group), epochAuthenticator: group.epochAuthenticator };
+    return this.newState(group);
   }
 
   private async externalJoin(r: MlsRequests["ExternalJoin"]): Promise<MlsResponses["ExternalJoin"]> {
     const groupInfo = groupInfoFrom(Uint8Array.from(r.groupInfo));
     const suite = await this.suite(groupInfo.groupContext.cipherSuite);
-    const identity = await MlsGroup.generateIdentity(Uint8Array.from(r.identity), { cipherSuite: suite.id, provider: this.provider });
+    const identity = await this.identity(suite, r.identity);
     const { group, commit } = await MlsGroup.joinByExternalCommit({
       groupInfo,
       ...(r.ratchetTree.length > 0 ? { ratchetTree: Uint8Array.from(r.ratchetTree) } : {}),
@@ -312,7 +330,7 @@ export class InteropService {
       psks: r.psks.map((p) => ({ pskId: Uint8Array.from(p.pskId), psk: Uint8Array.from(p.pskSecret) })),
       ...this.groupOptions(r.encryptHandshake),
     });
-    return { stateId: this.addState(group), commit, epochAuthenticator: group.epochAuthenticator };
+    return { ...this.newState(group), commit };
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -383,20 +401,9 @@ export class InteropService {
     const g = this.group(r.stateId);
     await this.receiveProposals(g, r.byReference);
     const proposals = r.byValue.map((d) => this.proposalFrom(g, d));
-    const out = await g.commit({
-      proposals,
-      path: r.forcePath,
-      ratchetTreeInWelcome: !r.externalTree,
-      // With an external tree the new epoch's tree travels beside the Welcome: take it from the GroupInfo.
-      groupInfo: r.externalTree ? { ratchetTree: true, externalPub: false } : false,
-    });
-    let ratchetTree: Uint8Array = EMPTY;
-    if (r.externalTree) {
-      const tree = out.groupInfo && findExtension(groupInfoFrom(out.groupInfo).extensions, ExtensionType.ratchetTree, (rd) => rd.raw(rd.remaining));
-      if (!tree) throw new InteropError(grpc.status.INTERNAL, "the commit's GroupInfo carries no ratchet tree");
-      ratchetTree = tree;
-    }
-    return { commit: out.commit, welcome: out.welcome ?? EMPTY, ratchetTree };
+    // With external_tree the commit output carries the new epoch's tree, to travel beside the Welcome.
+    const out = await g.commit({ proposals, path: r.forcePath, ratchetTreeInWelcome: !r.externalTree, groupInfo: false });
+    return { commit: out.commit, welcome: out.welcome ?? EMPTY, ratchetTree: out.ratchetTree ?? EMPTY };
   }
 
   private async handleCommit(r: MlsRequests["HandleCommit"]): Promise<MlsResponses["HandleCommit"]> {
@@ -430,54 +437,55 @@ export class InteropService {
     return { reinitId, keyPackage: message, epochAuthenticator: old.epochAuthenticator };
   }
 
+  /** A reinitialized group or a branch keeps the old group's handshake wire format. */
+  private successorGroupOptions(old: MlsGroup) {
+    return this.groupOptions(old.handshakeWireFormat === "private");
+  }
+
+  /** The successor's first commit has a path only when asked for (or required), and the tree goes beside the Welcome when asked. */
+  private successorOptions(r: { forcePath: boolean; externalTree: boolean }, old: MlsGroup) {
+    return { path: r.forcePath, ratchetTreeInWelcome: !r.externalTree, ...this.successorGroupOptions(old) };
+  }
+
+  private successorState({ group, welcome, ratchetTree }: SuccessorGroup): MlsResponses["CreateBranch"] {
+    return { ...this.newState(group), welcome, ratchetTree: ratchetTree ?? EMPTY };
+  }
+
   private async reinitWelcome(r: MlsRequests["ReInitWelcome"]): Promise<MlsResponses["ReInitWelcome"]> {
     const pending = this.take(this.reinits, r.reinitId, "reinit");
-    const { group, welcome } = await pending.old.reinitGroup({
+    const successor = await pending.old.reinitGroup({
       keyPackages: r.keyPackage.map((kp) => keyPackageOf(kp)),
       identity: pending.identity,
-      ...this.groupOptions(pending.old.handshakeWireFormat === "private"),
+      ...this.successorOptions(r, pending.old),
     });
     this.reinits.delete(r.reinitId);
-    return { stateId: this.addState(group), welcome, ratchetTree: r.externalTree ? group.ratchetTree() : EMPTY, epochAuthenticator: group.epochAuthenticator };
+    return this.successorState(successor);
   }
 
   private async handleReinitWelcome(r: MlsRequests["HandleReInitWelcome"]): Promise<MlsResponses["HandleReInitWelcome"]> {
     const pending = this.take(this.reinits, r.reinitId, "reinit");
-    const group = await MlsGroup.joinFromWelcome({
-      welcome: Uint8Array.from(r.welcome),
-      keyPackage: pending.bundle,
-      ...(r.ratchetTree.length > 0 ? { ratchetTree: Uint8Array.from(r.ratchetTree) } : {}),
-      resumption: pending.old,
-      ...this.groupOptions(pending.old.handshakeWireFormat === "private"),
-    });
+    const group = await this.joinFromWelcome(r, pending.bundle, { resumption: pending.old, ...this.successorGroupOptions(pending.old) });
     this.reinits.delete(r.reinitId);
-    return { stateId: this.addState(group), epochAuthenticator: group.epochAuthenticator };
+    return this.newState(group);
   }
 
   private async createBranch(r: MlsRequests["CreateBranch"]): Promise<MlsResponses["CreateBranch"]> {
     const old = this.group(r.stateId);
-    const { group, welcome } = await old.branch({
+    const successor = await old.branch({
       keyPackages: r.keyPackages.map((kp) => keyPackageOf(kp)),
       groupId: Uint8Array.from(r.groupId),
       extensions: extensionsOf(r.extensions),
-      ...this.groupOptions(old.handshakeWireFormat === "private"),
+      ...this.successorOptions(r, old),
     });
-    return { stateId: this.addState(group), welcome, ratchetTree: r.externalTree ? group.ratchetTree() : EMPTY, epochAuthenticator: group.epochAuthenticator };
+    return this.successorState(successor);
   }
 
   private async handleBranch(r: MlsRequests["HandleBranch"]): Promise<MlsResponses["HandleBranch"]> {
     const old = this.group(r.stateId);
     const tx = this.take(this.transactions, r.transactionId, "transaction");
-    const group = await MlsGroup.joinFromWelcome({
-      welcome: Uint8Array.from(r.welcome),
-      keyPackage: tx.bundle,
-      ...(r.ratchetTree.length > 0 ? { ratchetTree: Uint8Array.from(r.ratchetTree) } : {}),
-      externalPsks: tx.psks,
-      resumption: old,
-      ...this.groupOptions(old.handshakeWireFormat === "private"),
-    });
+    const group = await this.joinFromWelcome(r, tx.bundle, { externalPsks: tx.psks, resumption: old, ...this.successorGroupOptions(old) });
     this.transactions.delete(r.transactionId);
-    return { stateId: this.addState(group), epochAuthenticator: group.epochAuthenticator };
+    return this.newState(group);
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -496,7 +504,7 @@ export class InteropService {
 
   private async createExternalSigner(r: MlsRequests["CreateExternalSigner"]): Promise<MlsResponses["CreateExternalSigner"]> {
     const suite = await this.suite(r.cipherSuite);
-    const identity = await MlsGroup.generateIdentity(Uint8Array.from(r.identity), { cipherSuite: suite.id, provider: this.provider });
+    const identity = await this.identity(suite, r.identity);
     const signerId = this.allocate();
     this.signers.set(signerId, { suite, identity });
     return { signerId, externalSender: encode(encodeExternalSender, externalSenderOf(identity)) };

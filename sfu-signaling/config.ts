@@ -21,6 +21,10 @@ export interface DsConfig {
   readonly maxKeyPackagesPerDevice: number;
   readonly corsOrigin: string | undefined;
   readonly sqliteSynchronous: "FULL" | "NORMAL";
+  /** When set, the store is Redis and the nodes share fan-out through it (several DS nodes). */
+  readonly redisUrl: string | undefined;
+  /** Namespace of this deployment's keys in Redis. */
+  readonly redisPrefix: string;
 }
 
 const OPTIONS = {
@@ -40,6 +44,8 @@ const OPTIONS = {
   "max-key-packages": { type: "string", env: "DS_MAX_KEY_PACKAGES" },
   "cors-origin": { type: "string", env: "DS_CORS_ORIGIN" },
   "sqlite-sync": { type: "string", env: "DS_SQLITE_SYNC" },
+  "redis-url": { type: "string", env: "REDIS_URL" },
+  "redis-prefix": { type: "string", env: "DS_REDIS_PREFIX" },
 } as const;
 
 export class ConfigError extends Error {
@@ -84,6 +90,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, dev
   const jwtSecret = str("jwt-secret");
   if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) throw new ConfigError("DS_JWT_SECRET must be at least 32 bytes");
   if (!devMode && jwtSecret === undefined) throw new ConfigError("DS_JWT_SECRET is required outside development mode");
+  const redisUrl = str("redis-url");
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError("REDIS_URL must be a redis:// or rediss:// URL");
   return {
     host: str("host") ?? "127.0.0.1",
     port: int("DS_PORT", str("port"), 8787, 0, 65535),
@@ -100,5 +108,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, dev
     maxKeyPackagesPerDevice: int("DS_MAX_KEY_PACKAGES", str("max-key-packages"), 100, 1, 100_000),
     corsOrigin: str("cors-origin") ?? (devMode ? "*" : undefined),
     sqliteSynchronous: sync,
+    redisUrl,
+    redisPrefix: str("redis-prefix") ?? "conclave:",
   };
 }

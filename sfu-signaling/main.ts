@@ -19,6 +19,8 @@
  *   --max-key-packages DS_MAX_KEY_PACKAGES   100 (stored KeyPackages per device)
  *   --cors-origin      DS_CORS_ORIGIN        "*" in dev mode, unset otherwise
  *   --sqlite-sync      DS_SQLITE_SYNC        FULL (NORMAL trades the last commits on power loss for speed)
+ *   --redis-url        REDIS_URL             unset: SQLite. Set: Redis store + cross-node fan-out (several nodes)
+ *   --redis-prefix     DS_REDIS_PREFIX       conclave: (key namespace; nodes of one deployment share it)
  *
  * The SFU (sfu/) rides on the same connections: a device may use a room's media once it has subscribed to
  * that room's call, and loses it as soon as it leaves or stays away past the grace.
@@ -35,19 +37,39 @@ import { ConfigError, parseConfig } from "./config.js";
 import { serveDemo } from "./demo-files.js";
 import { startDs } from "./server.js";
 import { createSfu } from "./sfu/index.js";
+import { createRedisBackplane, type RedisBackplane } from "./redis-backplane.js";
+import { RedisStore } from "./store/redis.js";
 import { SqliteStore } from "./store/sqlite.js";
+import type { Store } from "./store/store.js";
 
 async function main(): Promise<void> {
   const config = parseConfig(process.argv.slice(2), process.env, true);
-  let storePath = ":memory:";
-  if (config.dataDir !== ":memory:") {
-    const dir = resolve(config.dataDir);
-    mkdirSync(dir, { recursive: true });
-    storePath = join(dir, "ds.sqlite");
-  }
-  const store = new SqliteStore({ path: storePath, synchronous: config.sqliteSynchronous });
-  const tokenKey = config.jwtSecret !== undefined ? new TextEncoder().encode(config.jwtSecret) : await store.ensureSecret("dev-token-key", randomBytes(32));
   const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+  let store: Store;
+  let storeName: string;
+  let backplane: RedisBackplane | undefined;
+  if (config.redisUrl !== undefined) {
+    const redis = await RedisStore.connect({ url: config.redisUrl, keyPrefix: config.redisPrefix, log });
+    store = redis;
+    storeName = redis.description;
+    backplane = await createRedisBackplane({ url: config.redisUrl, keyPrefix: config.redisPrefix, log });
+    const durability = await redis.durability();
+    if (durability && !durability.crashSafe) {
+      log(
+        `warning: Redis runs with appendonly=${durability.appendonly} appendfsync=${durability.appendfsync}; a Redis crash can lose ` +
+          "acknowledged commits and fork calls (use appendonly yes, appendfsync always)",
+      );
+    }
+  } else {
+    storeName = ":memory:";
+    if (config.dataDir !== ":memory:") {
+      const dir = resolve(config.dataDir);
+      mkdirSync(dir, { recursive: true });
+      storeName = join(dir, "ds.sqlite");
+    }
+    store = new SqliteStore({ path: storeName, synchronous: config.sqliteSynchronous });
+  }
+  const tokenKey = config.jwtSecret !== undefined ? new TextEncoder().encode(config.jwtSecret) : await store.ensureSecret("dev-token-key", randomBytes(32));
   const sfu = createSfu({ log: (event, detail) => log(`sfu ${event}${detail === undefined ? "" : ` ${JSON.stringify(detail)}`}`) });
   // The demo (built by `npm start` into dist/demo) is served in development mode only: it gets its tokens from /dev/token.
   const demoDir = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "demo");
@@ -65,12 +87,13 @@ async function main(): Promise<void> {
     rateLimits: { eventsPerSecond: config.eventsPerSecond, eventBurst: config.eventBurst },
     maxKeyPackagesPerDevice: config.maxKeyPackagesPerDevice,
     corsOrigin: config.corsOrigin,
+    ...(backplane ? { socketIo: backplane.serverOptions } : {}),
     log,
     onSubscribed: (socket, principal, room) => sfu.attach(socket, { participantId: memberId(principal), room }),
     onDeparted: (room, member) => void sfu.removeParticipant(room, member),
     ...(demo ? { httpFallback: serveDemo(demoDir) } : {}),
   });
-  console.log(`Conclave DS listening on ${ds.url} (store ${storePath})`);
+  console.log(`Conclave DS listening on ${ds.url} (store ${storeName})`);
   if (config.devMode) console.log(`Development mode: get a token at ${ds.url}/dev/token?name=Alice`);
   if (demo) console.log(`Demo: open ${ds.url}/ in two tabs (or two browsers) and join the same room`);
   else if (config.devMode) console.log("Demo not built: run `npm run build:demo` (npm start does) to serve it here");
@@ -81,6 +104,7 @@ async function main(): Promise<void> {
     stopping = true;
     sfu.close();
     await ds.close();
+    await backplane?.close();
     await store.close();
     process.exit(0);
   };

@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Server, type Socket } from "socket.io";
+import { Server, type ServerOptions, type Socket } from "socket.io";
 import { nativeProvider, type CryptoProvider } from "../keying/crypto/index.js";
 import { DEVICE, TokenAuthority, USER, memberId, type Principal, type TokenOptions } from "./auth.js";
 import { ExternalSenderKeys } from "./ds/external-sender.js";
@@ -46,6 +46,8 @@ export interface DsOptions {
   readonly corsOrigin?: string;
   readonly provider?: CryptoProvider;
   readonly log?: (line: string) => void;
+  /** Extra Socket.IO options: a cluster adapter and connection-state recovery (see redis-backplane.ts). */
+  readonly socketIo?: Pick<Partial<ServerOptions>, "adapter" | "connectionStateRecovery">;
   /** Called for each authenticated connection, before its first event. */
   readonly onConnection?: (socket: Socket, principal: Principal) => void;
   /** A device subscribed to a group of `room` (main.ts lets it use the room's SFU from then on). */
@@ -54,6 +56,33 @@ export interface DsOptions {
   readonly onDeparted?: (room: string, member: string) => void;
   /** Answers HTTP requests the DS has no route for (main.ts: the demo's files); false lets the DS answer 404. */
   readonly httpFallback?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Runs inside the DS with access to its parts (federation/ is one); see DsExtension. */
+  readonly extension?: DsExtension;
+}
+
+/** What an extension of the DS (federation/) works with. */
+export interface DsInternals {
+  readonly io: Server;
+  readonly service: GroupService;
+  readonly directory: KeyPackageDirectory;
+  readonly tokens: TokenAuthority;
+  /** The store as the DS uses it (the extension's wrapper, if it made one). */
+  readonly store: Store;
+  readonly provider: CryptoProvider;
+  readonly log: (line: string) => void;
+  /** Runs a request for `principal` exactly as for the DS's own connections, schema check included. */
+  dispatch(event: DsRequestEvent, principal: Principal, socket: Socket, payload: unknown): Promise<Record<string, unknown>>;
+}
+
+export interface DsExtension {
+  /** Called first: may return a wrapper of the store (e.g. to observe appends). */
+  wrapStore?(store: Store): Store;
+  /** Called once the DS's parts exist, before it listens. */
+  attach(ds: DsInternals): void | Promise<void>;
+  /** Answers a schema-checked request before the DS does; undefined lets the DS answer it. */
+  handle?(event: DsRequestEvent, principal: Principal, socket: Socket, payload: unknown): Promise<Record<string, unknown>> | undefined;
+  /** Called on close, before the DS's own parts stop. */
+  close?(): Promise<void>;
 }
 
 export interface RunningDs {
@@ -80,17 +109,20 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
   const maxPayload = options.maxPayloadBytes ?? 1 << 20;
   const limits: RateLimitOptions = { ...DEFAULT_RATE_LIMITS, ...options.rateLimits };
   const tokens = new TokenAuthority(options.tokenKey, options.tokenOptions);
+  const extension = options.extension;
+  const store = extension?.wrapStore?.(options.store) ?? options.store;
   const http = createServer();
   const io = new Server(http, {
     serveClient: false,
     // Three maximal fields (a commit, its GroupInfo, a Welcome) plus framing; beyond this the engine drops the connection.
     maxHttpBufferSize: 3 * maxPayload + (64 << 10),
     ...(options.corsOrigin ? { cors: { origin: options.corsOrigin } } : {}),
+    ...options.socketIo,
   });
   const metrics: DsMetrics = new DsMetrics({ connections: () => io.of("/").sockets.size, groups: (): number => service.openGroupCount });
-  const senders = new ExternalSenderKeys(options.store, provider, options.name ?? "conclave-ds");
+  const senders = new ExternalSenderKeys(store, provider, options.name ?? "conclave-ds");
   const service = new GroupService({
-    store: options.store,
+    store,
     io,
     senders,
     metrics,
@@ -101,7 +133,7 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
     onSubscribed: options.onSubscribed,
     onDeparted: options.onDeparted,
   });
-  const directory = new KeyPackageDirectory(options.store, provider, { maxPerDevice: options.maxKeyPackagesPerDevice ?? 100 });
+  const directory = new KeyPackageDirectory(store, provider, { maxPerDevice: options.maxKeyPackagesPerDevice ?? 100 });
 
   const mls = bytes({ max: maxPayload });
   const routes: Record<DsRequestEvent, Route> = {
@@ -191,7 +223,7 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
           return refuse(event, ack, e as DsError);
         }
         Promise.resolve()
-          .then(() => r.handle(principal, socket, payload as never))
+          .then(() => extension?.handle?.(event as DsRequestEvent, principal, socket, payload) ?? r.handle(principal, socket, payload as never))
           .then(
             (result) => ack?.({ ok: true, ...result }),
             (e: unknown) => {
@@ -218,6 +250,16 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
     );
   });
 
+  await extension?.attach({
+    io,
+    service,
+    directory,
+    tokens,
+    store,
+    provider,
+    log,
+    dispatch: async (event, principal, socket, payload) => routes[event].handle(principal, socket, parse(routes[event].schema, payload) as never),
+  });
   await service.startup();
   await listen(http, options.port ?? 0, options.host ?? "127.0.0.1");
   const port = (http.address() as AddressInfo).port;
@@ -229,6 +271,7 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
     port,
     metrics,
     async close() {
+      await extension?.close?.();
       await service.close();
       io.disconnectSockets(true);
       await new Promise<void>((resolve) => io.close(() => resolve()));

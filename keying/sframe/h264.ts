@@ -111,19 +111,17 @@ export function trailingZeros(b: Uint8Array): number {
 }
 
 /**
- * Emulation prevention (H.264 §7.4.1): after two zero bytes, a byte 00..03 gets a 03 in front. A
- * region ending in 00 or 03 gets one more 03 so that it neither runs into the next start code nor ends
- * ambiguously; the receiver drops a final 03 before unescaping. Zero bytes are found with indexOf, so
- * ciphertext (a zero every 256 bytes, a zero pair every 64 KiB) is mostly copied in bulk.
+ * Positions before `end` whose byte follows two zero bytes and satisfies `marks`; a marked byte breaks
+ * the zero run (an emulation prevention byte stands, or is inserted, before it). Zero bytes are found
+ * with indexOf, so ciphertext (a zero every 256 bytes, a zero pair every 64 KiB) is mostly skipped.
  */
-export function escapeInto(src: Uint8Array, leadingZeros: number, prefix: Uint8Array): Uint8Array {
-  const inserts: number[] = [];
-  const n = src.length;
+function afterTwoZeros(src: Uint8Array, end: number, leadingZeros: number, marks: (b: number) => boolean): number[] {
+  const found: number[] = [];
   let zeros = leadingZeros;
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < end; ) {
     const b = src[i]!;
-    if (zeros >= 2 && b <= 3) {
-      inserts.push(i);
+    if (zeros >= 2 && marks(b)) {
+      found.push(i);
       zeros = 0;
     }
     if (b === 0) {
@@ -132,9 +130,20 @@ export function escapeInto(src: Uint8Array, leadingZeros: number, prefix: Uint8A
     } else {
       zeros = 0;
       i = src.indexOf(0, i + 1);
-      if (i < 0) break;
+      if (i < 0 || i >= end) break;
     }
   }
+  return found;
+}
+
+/**
+ * Emulation prevention (H.264 §7.4.1): after two zero bytes, a byte 00..03 gets a 03 in front. A
+ * region ending in 00 or 03 gets one more 03 so that it neither runs into the next start code nor ends
+ * ambiguously; the receiver drops a final 03 before unescaping.
+ */
+export function escapeInto(src: Uint8Array, leadingZeros: number, prefix: Uint8Array): Uint8Array {
+  const n = src.length;
+  const inserts = afterTwoZeros(src, n, leadingZeros, (b) => b <= 3);
   const last = n > 0 ? src[n - 1]! : -1;
   const tail = last === 0 || last === 3 ? 1 : 0;
   const out = new Uint8Array(prefix.length + n + inserts.length + tail);
@@ -155,25 +164,7 @@ export function escapeInto(src: Uint8Array, leadingZeros: number, prefix: Uint8A
 /** Inverse of escapeInto for the region after the clear bytes. */
 export function unescape(src: Uint8Array, leadingZeros: number): Uint8Array {
   const n = src.length > 0 && src[src.length - 1] === 3 ? src.length - 1 : src.length;
-  const removed: number[] = [];
-  let zeros = leadingZeros;
-  for (let i = 0; i < n; ) {
-    const b = src[i]!;
-    if (zeros >= 2 && b === 3) {
-      removed.push(i);
-      zeros = 0;
-      i++;
-      continue;
-    }
-    if (b === 0) {
-      zeros++;
-      i++;
-    } else {
-      zeros = 0;
-      i = src.indexOf(0, i + 1);
-      if (i < 0 || i >= n) break;
-    }
-  }
+  const removed = afterTwoZeros(src, n, leadingZeros, (b) => b === 3);
   if (removed.length === 0) return src.subarray(0, n);
   const out = new Uint8Array(n - removed.length);
   let o = 0;

@@ -14,8 +14,8 @@
 import type { Server, Socket } from "socket.io";
 import { toHex } from "../../keying/codec/bytes.js";
 import { MlsDecodeError } from "../../keying/codec/errors.js";
-import { isCipherSuiteId, type CipherSuiteId } from "../../keying/crypto/index.js";
 import { decode } from "../../keying/codec/reader.js";
+import { isCipherSuiteId, type CipherSuiteId } from "../../keying/crypto/index.js";
 import { MlsValidationError } from "../../keying/mls/errors.js";
 import { ContentType, SenderType, WireFormat, decodeMLSMessage, type MLSMessage, type PublicMessage } from "../../keying/mls/messages.js";
 import { mayJoin, memberId, type Principal } from "../auth.js";
@@ -23,8 +23,7 @@ import { DsError } from "../errors.js";
 import type { DsMetrics } from "../metrics.js";
 import type { GroupSnapshot, LogKind, SendRequest, WireEntry } from "../protocol.js";
 import type { GroupRecord, LogEntry, NextEpoch, Store } from "../store/store.js";
-import type { ExternalSenderKeys } from "./external-sender.js";
-import { signRemoveProposal } from "./external-sender.js";
+import { signRemoveProposal, type ExternalSenderKeys } from "./external-sender.js";
 import { GroupView } from "./group-vetting.js";
 
 export type { GroupSnapshot, SendRequest, WireEntry } from "../protocol.js";
@@ -110,6 +109,7 @@ export class GroupService {
   private readonly runtimes = new Map<string, GroupRuntime>();
   private readonly queues = new Map<string, Promise<unknown>>();
   private closed = false;
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: GroupServiceOptions) {}
 
@@ -153,13 +153,22 @@ export class GroupService {
     return rt;
   }
 
-  /** The view of the record's epoch with the proposals already sequenced in it. */
+  /**
+   * The view of the record's epoch with the proposals already sequenced in it. A proposal that no longer
+   * passes (a KeyPackage that expired since) is left out rather than making the whole call unusable.
+   */
   private async restore(record: GroupRecord): Promise<GroupView> {
     const view = await GroupView.restore(await this.o.senders.forSuite(suiteId(record.suite)), record.groupInfo, record.tree);
     for (let after = record.epochSeq; after < record.seq; ) {
       const page = await this.o.store.readLog(record.groupId, after, 500);
       if (page.length === 0) break;
-      for (const e of page) if (e.kind === "proposal") await view.process(e.message, undefined);
+      for (const e of page) {
+        if (e.kind !== "proposal") continue;
+        await view.process(e.message, undefined).catch((err: unknown) => {
+          if (!(err instanceof MlsValidationError || err instanceof MlsDecodeError)) throw err;
+          this.o.log(`group ${record.groupId.slice(0, 16)}: proposal seq ${e.seq} no longer passes (${err.message}); left out`);
+        });
+      }
       after = page[page.length - 1]!.seq;
     }
     return view;
@@ -205,31 +214,29 @@ export class GroupService {
     }
     const created: GroupRecord = { ...record, seq: 0, epochSeq: 0, closed: false };
     // The view just built is the stored epoch's: keep it rather than rebuild it on the first subscribe.
-    if (!this.runtimes.has(groupId)) {
-      const rt = new GroupRuntime(created, view);
-      this.runtimes.set(groupId, rt);
-      this.watchAbsentees(rt);
-    }
+    if (!this.runtimes.has(groupId)) this.runtimes.set(groupId, new GroupRuntime(created, view));
     this.o.log(`group ${groupId.slice(0, 16)} created in room ${room} by ${memberId(principal)}`);
     return snapshot(created);
   }
 
   /**
-   * Subscribes the socket to the group's log: first every entry after `after`, then live entries, with no
-   * gap and no duplicate between the two (both happen in the group's queue).
+   * Subscribes the socket to the group's log: every entry after `after`, then live entries, with no gap.
+   * The socket joins the fan-out room first and the replay reads to the end of the log, so an entry another
+   * node appends meanwhile is replayed or pushed (possibly both: clients drop seqs they already have).
    */
   subscribe(principal: Principal, socket: Socket, groupId: string, after: number): Promise<{ epoch: number; seq: number }> {
     return this.exclusive(groupId, async () => {
       const rt = await this.runtime(groupId);
       this.authorize(principal, rt.record.room);
       const member = memberId(principal);
-      for (let from = after; from < rt.record.seq; ) {
-        const page = await this.o.store.readLog(groupId, from, 500);
+      await socket.join(rt.room);
+      let head = after;
+      for (;;) {
+        const page = await this.o.store.readLog(groupId, head, 500);
         if (page.length === 0) break;
         for (const e of page) socket.emit("group:msg", wireEntry(groupId, e));
-        from = page[page.length - 1]!.seq;
+        head = page[page.length - 1]!.seq;
       }
-      await socket.join(rt.room);
       const t = socket as TrackedSocket;
       (t[SOCKET_GROUPS] ??= new Set()).add(groupId);
       let sockets = rt.subscribers.get(member);
@@ -238,7 +245,7 @@ export class GroupService {
       this.cancelGrace(rt, member);
       this.forgetDeparture(rt, member);
       this.o.onSubscribed?.(socket, principal, rt.record.room);
-      return { epoch: rt.record.epoch, seq: rt.record.seq };
+      return { epoch: rt.record.epoch, seq: Math.max(head, rt.record.seq) };
     });
   }
 
@@ -445,7 +452,7 @@ export class GroupService {
     if (!group) throw new DsError("unknown-group", "no such group");
     this.authorize(principal, group.room);
     this.o.metrics.memberReports.inc();
-    this.o.log(`member ${memberId(principal)} could not process seq ${seq} of group ${groupId.slice(0, 16)}: ${reason.slice(0, 200)}`);
+    this.o.log(`member ${memberId(principal)} could not process seq ${seq} of group ${groupId.slice(0, 16)}: ${reason.slice(0, 200).replace(/\p{Cc}/gu, " ")}`);
   }
 
   /** An explicit leave: the DS proposes the removal at once. */
@@ -483,26 +490,56 @@ export class GroupService {
   }
 
   private startGrace(rt: GroupRuntime, member: string): void {
-    if (rt.graceTimers.has(member)) return;
+    if (rt.graceTimers.has(member) || this.closed) return;
     const groupId = rt.record.groupId;
     const timer = setTimeout(() => {
       rt.graceTimers.delete(member);
       void this.exclusive(groupId, async () => {
         const current = await this.runtime(groupId).catch(() => undefined);
         if (!current || current.subscribers.has(member)) return;
-        await this.depart(current, member, "disconnect");
+        let present: boolean;
+        try {
+          present = (await this.presentMembers(current)).has(member);
+        } catch {
+          // A node did not answer (it may be dying): decide after another grace.
+          this.startGrace(current, member);
+          return;
+        }
+        if (!present) await this.depart(current, member, "disconnect");
       }).catch((e) => this.o.log(`grace expiry failed for group ${groupId.slice(0, 16)}: ${String(e)}`));
     }, this.o.leaveGraceMs);
     timer.unref();
     rt.graceTimers.set(member, timer);
   }
 
+  /** Members with a socket in the group's fan-out room on any node (the adapter asks the other nodes). */
+  private async presentMembers(rt: GroupRuntime): Promise<Set<string>> {
+    const present = new Set(rt.subscribers.keys());
+    for (const s of await this.o.io.in(rt.room).fetchSockets()) {
+      const principal = s.data.principal as Principal | undefined;
+      if (principal) present.add(memberId(principal));
+    }
+    return present;
+  }
+
   /**
-   * Members listening nowhere on this node (one that committed and vanished, or anyone after a restart)
-   * get the grace period, as if their connection had just dropped.
+   * Members listening nowhere get the grace period, as if their connection had just dropped: anyone after
+   * a restart, a member whose node died (its sockets vanish without a disconnect event anywhere), a joiner
+   * that committed and never subscribed. Runs at startup and then every grace period.
    */
-  private watchAbsentees(rt: GroupRuntime): void {
-    for (const m of rt.view.members()) if (m.identity && !rt.subscribers.has(m.identity)) this.startGrace(rt, m.identity);
+  private async sweep(): Promise<void> {
+    for (const rt of [...this.runtimes.values()]) {
+      const groupId = rt.record.groupId;
+      // Asked outside the group's queue: a slow node must not hold up the call; expiry checks presence again.
+      const present = await this.presentMembers(rt).catch(() => undefined);
+      if (!present) continue;
+      await this.exclusive(groupId, async () => {
+        const current = await this.runtime(groupId);
+        for (const m of current.view.members()) if (m.identity && !present.has(m.identity) && !current.subscribers.has(m.identity)) this.startGrace(current, m.identity);
+      }).catch((e) => {
+        if (!(e instanceof DsError)) this.o.log(`presence sweep failed for group ${groupId.slice(0, 16)}: ${String(e)}`);
+      });
+    }
   }
 
   private cancelGrace(rt: GroupRuntime, member: string): void {
@@ -516,10 +553,7 @@ export class GroupService {
   }
 
   private afterCommit(groupId: string): void {
-    void this.exclusive(groupId, async () => {
-      this.watchAbsentees(await this.runtime(groupId));
-      await this.proposeDepartures(groupId);
-    }).catch((e) => {
+    void this.exclusive(groupId, () => this.proposeDepartures(groupId)).catch((e) => {
       if (!(e instanceof DsError)) this.o.log(`proposing removals failed for group ${groupId.slice(0, 16)}: ${String(e)}`);
     });
   }
@@ -581,11 +615,17 @@ export class GroupService {
     this.runtimes.delete(rt.record.groupId);
   }
 
-  /** After a restart nobody is connected: every member of every open group gets the grace to come back. */
+  /**
+   * Loads every open group and sweeps presence: after a restart nobody is connected here, so members present
+   * on no node get the grace to come back. The sweep then repeats every grace period.
+   */
   async startup(): Promise<void> {
     for (const record of await this.o.store.openGroups()) {
-      await this.exclusive(record.groupId, async () => this.watchAbsentees(await this.runtime(record.groupId))).catch((e) => this.o.log(`could not restore group ${record.groupId.slice(0, 16)}: ${String(e)}`));
+      await this.exclusive(record.groupId, () => this.runtime(record.groupId)).catch((e) => this.o.log(`could not restore group ${record.groupId.slice(0, 16)}: ${String(e)}`));
     }
+    await this.sweep();
+    this.sweeper = setInterval(() => void this.sweep(), Math.max(this.o.leaveGraceMs, 1000));
+    this.sweeper.unref();
   }
 
   get openGroupCount(): number {
@@ -595,6 +635,7 @@ export class GroupService {
   /** Stops timers and waits for queued operations. */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.sweeper);
     for (const rt of this.runtimes.values()) for (const t of rt.graceTimers.values()) clearTimeout(t);
     await Promise.all([...this.queues.values()]);
   }

@@ -167,7 +167,10 @@ export class SqliteStore implements Store {
     this.db.pragma(`synchronous = ${options.synchronous ?? "FULL"}`);
     this.db.pragma("busy_timeout = 5000");
     const version = this.db.pragma("user_version", { simple: true }) as number;
-    if (version > SCHEMA_VERSION) throw new Error(`store schema version ${version} is newer than this DS (${SCHEMA_VERSION})`);
+    if (version > SCHEMA_VERSION) {
+      this.db.close();
+      throw new Error(`store schema version ${version} is newer than this DS (${SCHEMA_VERSION})`);
+    }
     this.db.exec(SCHEMA);
     this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     const db = this.db;

@@ -65,6 +65,27 @@ describe("DS groups", () => {
     for (const p of all) p.close();
   });
 
+  it("two participants creating one room's call at once end up in one group", async () => {
+    const [x, y] = await Promise.all([participant(t, "race-x"), participant(t, "race-y")]);
+    await Promise.all([x.join("race-room"), y.join("race-room")]);
+    await expectConverged([x, y], 1n);
+    expect(x.groupId).toBe(y.groupId);
+    x.close();
+    y.close();
+  });
+
+  it("counts a member's report of a commit it could not process", async () => {
+    const a = await participant(t, "rep-a");
+    await a.join("report-room");
+    const before = t.ds.metrics.memberReports.get();
+    ok(await request(a.socket, "group:report", { groupId: a.groupId, seq: 0, reason: "bad\nparent hash" }));
+    expect(t.ds.metrics.memberReports.get()).toBe(before + 1);
+    const outsider = await participant(t, "rep-y", "d1", ["elsewhere"]);
+    expect(errorCode(await request(outsider.socket, "group:report", { groupId: a.groupId, seq: 0, reason: "x" }))).toBe("forbidden-room");
+    a.close();
+    outsider.close();
+  });
+
   it("fans out chat (PrivateMessages) to every member in one order", async () => {
     const ps = [await participant(t, "chat-a"), await participant(t, "chat-b"), await participant(t, "chat-c")];
     for (const p of ps) await p.join("chat-room");
@@ -122,6 +143,20 @@ describe("DS groups", () => {
     expect(a.memberNames()).toEqual(["u-a/d1", "u-b/d1"]);
     expect(c.epoch).toBe(2n);
     for (const p of ps) p.close();
+  });
+
+  it("removes, after the grace, a member that joined but never listens", async () => {
+    const [a, b] = [await participant(t, "sw-a"), await participant(t, "sw-b")];
+    await a.join("sweep-room");
+    await b.join("sweep-room");
+    await expectConverged([a, b], 1n);
+    const ghost = await participant(t, "sw-ghost");
+    const snap = ok(await request<{ group: GroupSnapshot }>(ghost.socket, "room:join", { room: "sweep-room" })).group;
+    const joined = await MlsGroup.joinByExternalCommit({ groupInfo: bytesOf(snap.groupInfo), ratchetTree: bytesOf(snap.tree), identity: ghost.identity });
+    ok(await request(ghost.socket, "group:send", { groupId: snap.groupId, message: joined.commit, groupInfo: joined.groupInfo }));
+    await expectConverged([a, b], 3n);
+    expect(a.memberNames()).toEqual(["sw-a/d1", "sw-b/d1"]);
+    for (const p of [a, b, ghost]) p.close();
   });
 
   it("closes the call when its last member leaves, freeing the room for a new group", async () => {

@@ -38,7 +38,8 @@ export interface DsNodeOptions {
 export function startDsNode(o: DsNodeOptions): Promise<DsNode> {
   const child: ChildProcess = spawn(
     process.execPath,
-    ["--import", "tsx", "sfu-signaling/main.ts", "--port", "0", "--no-dev", "--jwt-secret", CLUSTER_JWT_SECRET, "--leave-grace-ms", String(o.leaveGraceMs), "--name", o.name],
+    // A node that ignored REDIS_URL must not leave a SQLite file behind: hence ":memory:".
+    ["--import", "tsx", "sfu-signaling/main.ts", "--port", "0", "--data-dir", ":memory:", "--no-dev", "--jwt-secret", CLUSTER_JWT_SECRET, "--leave-grace-ms", String(o.leaveGraceMs), "--name", o.name],
     { cwd: ROOT, env: { ...process.env, REDIS_URL: o.redisUrl, DS_REDIS_PREFIX: o.keyPrefix }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";

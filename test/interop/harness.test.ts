@@ -5,6 +5,8 @@ import { connectClient, formatOutcome, parseConfig, runScript, scriptActors, typ
 import { startInteropServer, type RunningInteropServer } from "../../interop/server.js";
 import { InteropService } from "../../interop/service.js";
 import { loadInteropProto } from "../../interop/proto.js";
+import { decode } from "../../keying/codec/reader.js";
+import { decodeTree } from "../../keying/mls/ratchet-tree.js";
 import type { MlsMethod, MlsRequests, MlsResponses, ProposalDescriptionMsg } from "../../interop/proto.js";
 
 describe("config parsing", () => {
@@ -113,7 +115,7 @@ describe("runner checks", () => {
   });
 });
 
-describe("interop server transport", () => {
+describe("interop server", () => {
   let server: RunningInteropServer;
   let client: InteropClient;
   beforeAll(async () => {
@@ -125,108 +127,134 @@ describe("interop server transport", () => {
     await server.close();
   });
 
-  it("answers its name and every RFC 9420 suite", () => {
-    expect(client.name).toMatch(/Conclave/);
-    expect([...client.suites].sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  describe("transport", () => {
+    it("answers its name and every RFC 9420 suite", () => {
+      expect(client.name).toMatch(/Conclave/);
+      expect([...client.suites].sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    });
+
+    it("answers NOT_FOUND for an unknown state or transaction id", async () => {
+      await expect(client.call("StorePSK", { stateOrTransactionId: 4242, pskId: bytes(1), pskSecret: bytes(2) })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    });
+
+    it("answers INVALID_ARGUMENT for an unsupported cipher suite", async () => {
+      await expect(client.call("CreateExternalSigner", { cipherSuite: 99, identity: bytes(1) })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    });
   });
 
-  it("answers NOT_FOUND for an unknown state or transaction id", async () => {
-    await expect(client.call("StorePSK", { stateOrTransactionId: 4242, pskId: bytes(1), pskSecret: bytes(2) })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
-  });
+  describe("behaviour", () => {
+    const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-  it("answers INVALID_ARGUMENT for an unsupported cipher suite", async () => {
-    await expect(client.call("CreateExternalSigner", { cipherSuite: 99, identity: bytes(1) })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
-  });
-});
-
-describe("interop server behaviour", () => {
-  let server: RunningInteropServer;
-  let client: InteropClient;
-  beforeAll(async () => {
-    server = await startInteropServer({ port: 0 });
-    client = await connectClient(server.address);
-  });
-  afterAll(async () => {
-    client.close();
-    await server.close();
-  });
-
-  const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
-
-  async function twoMembers(): Promise<{ alice: number; bob: number }> {
-    const { stateId: alice } = await client.call("CreateGroup", { groupId: utf8("g"), cipherSuite: 1, encryptHandshake: false, identity: utf8("alice") });
-    const kp = await client.call("CreateKeyPackage", { cipherSuite: 1, identity: utf8("bob") });
-    const add = await client.call("Commit", { stateId: alice, byValue: [{ proposalType: utf8("add"), keyPackage: kp.keyPackage } as ProposalDescriptionMsg] });
-    const merged = await client.call("HandlePendingCommit", { stateId: alice });
-    const joined = await client.call("JoinGroup", { transactionId: kp.transactionId, welcome: add.welcome, encryptHandshake: false, identity: utf8("bob") });
-    expect(Buffer.from(joined.epochAuthenticator)).toEqual(Buffer.from(merged.epochAuthenticator));
-    return { alice, bob: joined.stateId };
-  }
-
-  it("refuses a tampered or garbage commit with INVALID_ARGUMENT and leaves the member's state as it was", async () => {
-    const { alice, bob } = await twoMembers();
-    const before = (await client.call("StateAuth", { stateId: bob })).stateAuthSecret;
-    const { commit } = await client.call("Commit", { stateId: alice, forcePath: true });
-    const tampered = Uint8Array.from(commit);
-    tampered[tampered.length - 1]! ^= 1;
-    await expect(client.call("HandleCommit", { stateId: bob, commit: tampered })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
-    await expect(client.call("HandleCommit", { stateId: bob, commit: bytes(0, 1, 0, 1, 7) })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
-    expect(Buffer.from((await client.call("StateAuth", { stateId: bob })).stateAuthSecret)).toEqual(Buffer.from(before));
-
-    const merged = await client.call("HandlePendingCommit", { stateId: alice });
-    const handled = await client.call("HandleCommit", { stateId: bob, commit });
-    expect(Buffer.from(handled.epochAuthenticator)).toEqual(Buffer.from(merged.epochAuthenticator));
-    expect(Buffer.from(handled.epochAuthenticator)).not.toEqual(Buffer.from(before));
-  });
-
-  it("answers FAILED_PRECONDITION for HandlePendingCommit without a pending commit", async () => {
-    const { alice } = await twoMembers();
-    await expect(client.call("HandlePendingCommit", { stateId: alice })).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
-  });
-
-  it("runs the step-by-step actions (commit, handlePendingCommit, handleCommit, joinGroup, groupInfo)", async () => {
-    const script = parseConfig({
-      scripts: {
-        steps: [
-          { action: "createGroup", actor: "alice", members: ["bob"] },
-          { action: "createKeyPackage", actor: "carol" },
-          { action: "addProposal", actor: "bob", keyPackage: 1 },
-          { action: "commit", actor: "alice", byReference: [2], external_tree: true },
-          { action: "handlePendingCommit", actor: "alice" },
-          { action: "handleCommit", actor: "bob", commit: 3, byReference: [2] },
-          { action: "joinGroup", actor: "carol", welcome: 3 },
-          { action: "groupInfo", actor: "carol", externalTree: true },
-          { action: "protect", actor: "carol", authenticatedData: "ad", plaintext: "hello" },
-          { action: "unprotect", actor: "alice", ciphertext: 8 },
-          { action: "unprotect", actor: "bob", ciphertext: 8 },
-        ],
-      },
-    }).get("steps")!;
-    const o = await runScript("steps", script, [client], { suites: [1, 3] });
-    expect(formatOutcome(o)).toBe("steps: passed");
-    expect(o.runs).toBe(4);
-  });
-
-  it("implements every RPC of the shared proto and answers empty requests with a typed status, never INTERNAL", async () => {
-    const { methods } = await loadInteropProto();
-    expect(methods.length).toBeGreaterThanOrEqual(34);
-    const codes: Record<string, string> = {};
-    for (const m of methods) {
-      codes[m] = await client.call(m as MlsMethod, {}).then(
-        () => "OK",
-        (e: RpcError) => grpc.status[e.code!]!,
-      );
+    async function twoMembers(): Promise<{ alice: number; bob: number }> {
+      const { stateId: alice } = await client.call("CreateGroup", { groupId: utf8("g"), cipherSuite: 1, encryptHandshake: false, identity: utf8("alice") });
+      const kp = await client.call("CreateKeyPackage", { cipherSuite: 1, identity: utf8("bob") });
+      const add = await client.call("Commit", { stateId: alice, byValue: [{ proposalType: utf8("add"), keyPackage: kp.keyPackage } as ProposalDescriptionMsg] });
+      const merged = await client.call("HandlePendingCommit", { stateId: alice });
+      const joined = await client.call("JoinGroup", { transactionId: kp.transactionId, welcome: add.welcome, encryptHandshake: false, identity: utf8("bob") });
+      expect(Buffer.from(joined.epochAuthenticator)).toEqual(Buffer.from(merged.epochAuthenticator));
+      return { alice, bob: joined.stateId };
     }
-    const bad = Object.entries(codes).filter(([, c]) => c === "UNIMPLEMENTED" || c === "INTERNAL" || c === "UNKNOWN");
-    expect(bad).toEqual([]);
-  });
 
-  it("forgets a state on Free", async () => {
-    const { alice } = await twoMembers();
-    const held = server.service.size;
-    await client.call("Free", { stateId: alice });
-    expect(server.service.size).toBe(held - 1);
-    await expect(client.call("StateAuth", { stateId: alice })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    it("refuses a tampered or garbage commit with INVALID_ARGUMENT and leaves the member's state as it was", async () => {
+      const { alice, bob } = await twoMembers();
+      const before = (await client.call("StateAuth", { stateId: bob })).stateAuthSecret;
+      const { commit } = await client.call("Commit", { stateId: alice, forcePath: true });
+      const tampered = Uint8Array.from(commit);
+      tampered[tampered.length - 1]! ^= 1;
+      await expect(client.call("HandleCommit", { stateId: bob, commit: tampered })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+      await expect(client.call("HandleCommit", { stateId: bob, commit: bytes(0, 1, 0, 1, 7) })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+      expect(Buffer.from((await client.call("StateAuth", { stateId: bob })).stateAuthSecret)).toEqual(Buffer.from(before));
+
+      const merged = await client.call("HandlePendingCommit", { stateId: alice });
+      const handled = await client.call("HandleCommit", { stateId: bob, commit });
+      expect(Buffer.from(handled.epochAuthenticator)).toEqual(Buffer.from(merged.epochAuthenticator));
+      expect(Buffer.from(handled.epochAuthenticator)).not.toEqual(Buffer.from(before));
+    });
+
+    it("honours force_path and external_tree in CreateBranch: a path only when forced, the tree only beside the Welcome", async () => {
+      for (const forcePath of [false, true]) {
+        const { alice, bob } = await twoMembers();
+        const kp = await client.call("CreateKeyPackage", { cipherSuite: 1, identity: utf8("bob") });
+        const branch = await client.call("CreateBranch", { stateId: alice, groupId: utf8(`branch ${forcePath}`), keyPackages: [kp.keyPackage], forcePath, externalTree: true });
+        // Two leaves under one parent (node 1): only the committer's path fills it.
+        expect(decode(decodeTree, branch.ratchetTree).isBlank(1)).toBe(!forcePath);
+        const handle = { stateId: bob, transactionId: kp.transactionId, welcome: branch.welcome };
+        await expect(client.call("HandleBranch", handle)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+        const joined = await client.call("HandleBranch", { ...handle, ratchetTree: branch.ratchetTree });
+        expect(Buffer.from(joined.epochAuthenticator)).toEqual(Buffer.from(branch.epochAuthenticator));
+      }
+      const { alice, bob } = await twoMembers();
+      const kp = await client.call("CreateKeyPackage", { cipherSuite: 1, identity: utf8("bob") });
+      const branch = await client.call("CreateBranch", { stateId: alice, groupId: utf8("branch"), keyPackages: [kp.keyPackage], externalTree: false });
+      expect(branch.ratchetTree).toHaveLength(0);
+      const joined = await client.call("HandleBranch", { stateId: bob, transactionId: kp.transactionId, welcome: branch.welcome });
+      expect(Buffer.from(joined.epochAuthenticator)).toEqual(Buffer.from(branch.epochAuthenticator));
+    });
+
+    it("returns the new epoch's tree with a Commit only under external_tree, and the joiner needs it", async () => {
+      const { alice } = await twoMembers();
+      const kp = await client.call("CreateKeyPackage", { cipherSuite: 1, identity: utf8("carol") });
+      const add = [{ proposalType: utf8("add"), keyPackage: kp.keyPackage } as ProposalDescriptionMsg];
+      const inWelcome = await client.call("Commit", { stateId: alice, byValue: add, externalTree: false });
+      expect(inWelcome.ratchetTree).toHaveLength(0);
+      const out = await client.call("Commit", { stateId: alice, byValue: add, externalTree: true });
+      expect(decode(decodeTree, out.ratchetTree).memberCount).toBe(3);
+      const merged = await client.call("HandlePendingCommit", { stateId: alice });
+      const join = { transactionId: kp.transactionId, welcome: out.welcome, encryptHandshake: false, identity: utf8("carol") };
+      await expect(client.call("JoinGroup", join)).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+      const joined = await client.call("JoinGroup", { ...join, ratchetTree: out.ratchetTree });
+      expect(Buffer.from(joined.epochAuthenticator)).toEqual(Buffer.from(merged.epochAuthenticator));
+    });
+
+    it("answers FAILED_PRECONDITION for HandlePendingCommit without a pending commit", async () => {
+      const { alice } = await twoMembers();
+      await expect(client.call("HandlePendingCommit", { stateId: alice })).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
+    });
+
+    it("runs the step-by-step actions (commit, handlePendingCommit, handleCommit, joinGroup, groupInfo)", async () => {
+      const script = parseConfig({
+        scripts: {
+          steps: [
+            { action: "createGroup", actor: "alice", members: ["bob"] },
+            { action: "createKeyPackage", actor: "carol" },
+            { action: "addProposal", actor: "bob", keyPackage: 1 },
+            { action: "commit", actor: "alice", byReference: [2], external_tree: true },
+            { action: "handlePendingCommit", actor: "alice" },
+            { action: "handleCommit", actor: "bob", commit: 3, byReference: [2] },
+            { action: "joinGroup", actor: "carol", welcome: 3 },
+            { action: "groupInfo", actor: "carol", externalTree: true },
+            { action: "protect", actor: "carol", authenticatedData: "ad", plaintext: "hello" },
+            { action: "unprotect", actor: "alice", ciphertext: 8 },
+            { action: "unprotect", actor: "bob", ciphertext: 8 },
+          ],
+        },
+      }).get("steps")!;
+      const o = await runScript("steps", script, [client], { suites: [1, 3] });
+      expect(formatOutcome(o)).toBe("steps: passed");
+      expect(o.runs).toBe(4);
+    });
+
+    it("implements every RPC of the shared proto and answers empty requests with a typed status, never INTERNAL", async () => {
+      const { methods } = await loadInteropProto();
+      expect(methods.length).toBeGreaterThanOrEqual(34);
+      const codes: Record<string, string> = {};
+      for (const m of methods) {
+        codes[m] = await client.call(m as MlsMethod, {}).then(
+          () => "OK",
+          (e: RpcError) => grpc.status[e.code!]!,
+        );
+      }
+      const bad = Object.entries(codes).filter(([, c]) => c === "UNIMPLEMENTED" || c === "INTERNAL" || c === "UNKNOWN");
+      expect(bad).toEqual([]);
+    });
+
+    it("forgets a state on Free", async () => {
+      const { alice } = await twoMembers();
+      const held = server.service.size;
+      await client.call("Free", { stateId: alice });
+      expect(server.service.size).toBe(held - 1);
+      await expect(client.call("StateAuth", { stateId: alice })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    });
   });
 });
 

@@ -1,15 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MAX_VARINT, MlsDecodeError, Reader, Writer, decode, encode, fromHex, toHex, type Decoder } from "../../keying/codec/index.js";
-
-function decodeError(f: () => unknown): MlsDecodeError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MlsDecodeError);
-    return e as MlsDecodeError;
-  }
-  throw new Error("expected an MlsDecodeError");
-}
+import { thrown } from "./expect-error.js";
 
 const readVarint: Decoder<number> = (r) => r.varint();
 const readOpaque: Decoder<Uint8Array> = (r) => r.opaque();
@@ -37,24 +28,24 @@ describe("varint (RFC 9420 §2.1.2)", () => {
   });
 
   it.each(["4000", "403f", "80000000", "80003fff", "4001"])("non-minimal %s is rejected", (hex) => {
-    expect(decodeError(() => decode(readVarint, fromHex(hex))).code).toBe("non-minimal-length");
+    expect(thrown(MlsDecodeError, () => decode(readVarint, fromHex(hex))).code).toBe("non-minimal-length");
   });
 
   it.each(["c0", "c0000000", "ff", "ffffffffffffffff"])("the reserved 0b11 prefix %s is rejected", (hex) => {
-    expect(decodeError(() => decode(readVarint, fromHex(hex))).code).toBe("invalid-length");
+    expect(thrown(MlsDecodeError, () => decode(readVarint, fromHex(hex))).code).toBe("invalid-length");
   });
 
   it("a varint cut short is truncated", () => {
     for (const hex of ["", "40", "80", "8000", "800040"]) {
-      expect(decodeError(() => decode(readVarint, fromHex(hex))).code).toBe("truncated");
+      expect(thrown(MlsDecodeError, () => decode(readVarint, fromHex(hex))).code).toBe("truncated");
     }
   });
 });
 
 describe("vectors and opaque", () => {
   it("a vector whose declared length runs past the end is truncated, without reading beyond", () => {
-    expect(decodeError(() => decode(readOpaque, fromHex("05010203"))).code).toBe("truncated");
-    expect(decodeError(() => decode(readOpaque, fromHex("bfffffff00"))).code).toBe("truncated");
+    expect(thrown(MlsDecodeError, () => decode(readOpaque, fromHex("05010203"))).code).toBe("truncated");
+    expect(thrown(MlsDecodeError, () => decode(readOpaque, fromHex("bfffffff00"))).code).toBe("truncated");
     const r = new Reader(fromHex("0301020304"));
     expect(toHex(r.opaque())).toBe("010203");
     expect(r.remaining).toBe(1);
@@ -64,7 +55,7 @@ describe("vectors and opaque", () => {
     const readU16s: Decoder<number[]> = (r) => r.vector((s) => s.u16());
     expect(decode(readU16s, fromHex("0400010002"))).toEqual([1, 2]);
     // three bytes cannot hold uint16 items: the item decoder hits the vector's end, not the buffer's
-    expect(decodeError(() => decode(readU16s, fromHex("03000100ff"))).code).toBe("truncated");
+    expect(thrown(MlsDecodeError, () => decode(readU16s, fromHex("03000100ff"))).code).toBe("truncated");
   });
 
   it("vector encoding prefixes the items' total byte size", () => {
@@ -76,8 +67,8 @@ describe("vectors and opaque", () => {
   });
 
   it("trailing bytes after a complete structure are rejected", () => {
-    expect(decodeError(() => decode(readOpaque, fromHex("0102ff"))).code).toBe("trailing-bytes");
-    expect(decodeError(() => decode(readVarint, fromHex("0000"))).code).toBe("trailing-bytes");
+    expect(thrown(MlsDecodeError, () => decode(readOpaque, fromHex("0102ff"))).code).toBe("trailing-bytes");
+    expect(thrown(MlsDecodeError, () => decode(readVarint, fromHex("0000"))).code).toBe("trailing-bytes");
   });
 });
 
@@ -92,7 +83,7 @@ describe("optional", () => {
   });
 
   it("presence byte 2 is rejected", () => {
-    const e = decodeError(() => decode(readOpt, fromHex("022a")));
+    const e = thrown(MlsDecodeError, () => decode(readOpt, fromHex("022a")));
     expect(e.code).toBe("invalid-value");
     expect(e.offset).toBe(0);
   });
@@ -116,7 +107,7 @@ describe("fixed-width integers", () => {
   });
 
   it("short fixed-width reads are truncated with the offset", () => {
-    const e = decodeError(() => decode((r) => [r.u16(), r.u32()], fromHex("0001aabbcc")));
+    const e = thrown(MlsDecodeError, () => decode((r) => [r.u16(), r.u32()], fromHex("0001aabbcc")));
     expect(e.code).toBe("truncated");
     expect(e.offset).toBe(2);
   });

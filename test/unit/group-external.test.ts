@@ -3,7 +3,7 @@ import { toHex, utf8 } from "../../keying/codec/bytes.js";
 import { getCipherSuite } from "../../keying/crypto/index.js";
 import { createExternalProposal, createNewMemberAddProposal, externalSenderOf, externalSendersExtension } from "../../keying/mls/external.js";
 import { MlsGroup } from "../../keying/mls/group.js";
-import { ProposalType, SenderType } from "../../keying/mls/messages.js";
+import { ProposalType, SenderType, type Proposal } from "../../keying/mls/messages.js";
 import { Harness } from "./group-harness.js";
 
 describe("external commits", () => {
@@ -72,28 +72,17 @@ describe("external senders and new-member proposals", () => {
     const suite = await getCipherSuite(1);
     const alice = h.get("alice").group;
     const carolLeaf = h.get("carol").group.leafIndex;
-    const remove = await createExternalProposal(suite, {
-      groupId: alice.groupId,
-      epoch: alice.epoch,
-      senderIndex: 1,
-      signaturePrivateKey: ds.signaturePrivateKey,
-      proposal: { proposalType: ProposalType.remove, remove: { removed: carolLeaf } },
-    });
+    // Signed by the DS as external_senders[senderIndex], for the group's current epoch.
+    const fromDs = (senderIndex: number, proposal: Proposal) =>
+      createExternalProposal(suite, { groupId: alice.groupId, epoch: alice.epoch, senderIndex, signaturePrivateKey: ds.signaturePrivateKey, proposal });
+    const remove = await fromDs(1, { proposalType: ProposalType.remove, remove: { removed: carolLeaf } });
     const results = await h.broadcast(undefined, remove);
     expect(results.get("bob")).toMatchObject({ kind: "proposal", sender: { senderType: SenderType.external, senderIndex: 1 } });
     // Signed with the wrong entry's key: refused.
-    const wrongKey = await createExternalProposal(suite, {
-      groupId: alice.groupId,
-      epoch: alice.epoch,
-      senderIndex: 0,
-      signaturePrivateKey: ds.signaturePrivateKey,
-      proposal: { proposalType: ProposalType.remove, remove: { removed: carolLeaf } },
-    });
+    const wrongKey = await fromDs(0, { proposalType: ProposalType.remove, remove: { removed: carolLeaf } });
     await expect(alice.processMessage(wrongKey)).rejects.toMatchObject({ code: "invalid-signature" });
     // An external sender may not send Update.
-    await expect(
-      createExternalProposal(suite, { groupId: alice.groupId, epoch: alice.epoch, senderIndex: 1, signaturePrivateKey: ds.signaturePrivateKey, proposal: { proposalType: ProposalType.selfRemove } }),
-    ).rejects.toMatchObject({ code: "invalid-proposal" });
+    await expect(fromDs(1, { proposalType: ProposalType.selfRemove })).rejects.toMatchObject({ code: "invalid-proposal" });
 
     const out = await h.commit("alice");
     expect(out.change.removed.map((m) => toHex(m.identity))).toEqual([toHex(utf8("carol"))]);
@@ -101,13 +90,7 @@ describe("external senders and new-member proposals", () => {
 
     // The DS adds a member from a KeyPackage it holds; a member commits, the Welcome goes out.
     const kp = await h.keyPackage("kate");
-    const add = await createExternalProposal(suite, {
-      groupId: alice.groupId,
-      epoch: alice.epoch,
-      senderIndex: 1,
-      signaturePrivateKey: ds.signaturePrivateKey,
-      proposal: { proposalType: ProposalType.add, add: { keyPackage: kp.bundle.keyPackage } },
-    });
+    const add = await fromDs(1, { proposalType: ProposalType.add, add: { keyPackage: kp.bundle.keyPackage } });
     await h.broadcast(undefined, add);
     await h.commit("bob", {}, [kp]);
     expect(h.get("kate").group.members()).toHaveLength(10);

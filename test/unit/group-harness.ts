@@ -46,23 +46,28 @@ export class Harness {
     return h;
   }
 
+  /** The suite and provider every identity, KeyPackage and group of this harness uses. */
+  private suiteOptions() {
+    const o = this.options;
+    return { ...(o.provider ? { provider: o.provider } : {}), ...(o.cipherSuite ? { cipherSuite: o.cipherSuite } : {}) };
+  }
+
   groupOptions() {
     const o = this.options;
     return {
-      ...(o.provider ? { provider: o.provider } : {}),
-      ...(o.cipherSuite ? { cipherSuite: o.cipherSuite } : {}),
+      ...this.suiteOptions(),
       ...(o.policy ? { policy: o.policy } : {}),
       ...(o.handshakeWireFormat ? { handshakeWireFormat: o.handshakeWireFormat } : {}),
     };
   }
 
   identity(name: string): Promise<SigningIdentity> {
-    return MlsGroup.generateIdentity(utf8(name), { ...(this.options.cipherSuite ? { cipherSuite: this.options.cipherSuite } : {}), ...(this.options.provider ? { provider: this.options.provider } : {}) });
+    return MlsGroup.generateIdentity(utf8(name), this.suiteOptions());
   }
 
   async keyPackage(name: string) {
     const identity = await this.identity(name);
-    const kp = await MlsGroup.generateKeyPackage(identity, { ...(this.options.cipherSuite ? { cipherSuite: this.options.cipherSuite } : {}), ...(this.options.provider ? { provider: this.options.provider } : {}) });
+    const kp = await MlsGroup.generateKeyPackage(identity, this.suiteOptions());
     return { name, identity, ...kp };
   }
 

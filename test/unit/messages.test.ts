@@ -55,6 +55,7 @@ import {
   type MLSMessage,
   type PrivateMessageContent,
 } from "../../keying/mls/messages.js";
+import { thrown } from "./expect-error.js";
 
 const VECTORS = "/work/shared/mls-test-vectors/";
 const messages = JSON.parse(readFileSync(VECTORS + "messages.json", "utf8")) as Record<string, string>[];
@@ -65,16 +66,6 @@ function strictDecode<T>(dec: Decoder<T>, bytes: Uint8Array): T {
   const v = dec(r);
   r.done();
   return v;
-}
-
-function decodeError(f: () => unknown): MlsDecodeError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MlsDecodeError);
-    return e as MlsDecodeError;
-  }
-  throw new Error("expected an MlsDecodeError");
 }
 
 /** Either a clean decode whose re-encoding is the input (encodings are canonical), or an MlsDecodeError. */
@@ -130,7 +121,7 @@ describe("decoders are total on mutated real structures", () => {
           const longer = new Uint8Array(bytes.length + 1);
           longer.set(bytes);
           longer[bytes.length] = extra;
-          expect(decodeError(() => strictDecode(s.dec, longer)).code).toBe("trailing-bytes");
+          expect(thrown(MlsDecodeError, () => strictDecode(s.dec, longer)).code).toBe("trailing-bytes");
         }
       });
 
@@ -159,7 +150,7 @@ describe("decoders are total on mutated real structures", () => {
       [decodeGroupSecrets, huge],
     ];
     for (const [dec, hex] of cases) {
-      const e = decodeError(() => strictDecode(dec, fromHex(hex + "00")));
+      const e = thrown(MlsDecodeError, () => strictDecode(dec, fromHex(hex + "00")));
       expect(e.code).toBe("truncated");
     }
   });
@@ -171,12 +162,12 @@ describe("enumerations", () => {
   it("MLSMessage with an unknown version or wire format is rejected", () => {
     const wrongVersion = keyPackageMsg.slice();
     wrongVersion[1] = 2;
-    expect(decodeError(() => decode(decodeMLSMessage, wrongVersion)).code).toBe("unknown-value");
+    expect(thrown(MlsDecodeError, () => decode(decodeMLSMessage, wrongVersion)).code).toBe("unknown-value");
     for (const wf of [0, 6, 0x0a0a]) {
       const m = keyPackageMsg.slice();
       m[2] = wf >> 8;
       m[3] = wf & 0xff;
-      expect(decodeError(() => decode(decodeMLSMessage, m)).code).toBe("unknown-value");
+      expect(thrown(MlsDecodeError, () => decode(decodeMLSMessage, m)).code).toBe("unknown-value");
     }
   });
 
@@ -191,7 +182,7 @@ describe("enumerations", () => {
     for (const bad of [0, 5, 255]) {
       const m = bytes.slice();
       m[senderAt] = bad;
-      const e = decodeError(() => decode(decodeMLSMessage, m));
+      const e = thrown(MlsDecodeError, () => decode(decodeMLSMessage, m));
       expect(e.code).toBe("unknown-value");
       expect(e.offset).toBe(senderAt);
     }
@@ -199,7 +190,7 @@ describe("enumerations", () => {
 
   it("unknown and GREASE proposal types are rejected; self_remove round trips with an empty body", () => {
     for (const t of [0, 0x000b, 0x0a0a, 0xffff]) {
-      expect(decodeError(() => decode(decodeProposal, fromHex(t.toString(16).padStart(4, "0")))).code).toBe("unknown-value");
+      expect(thrown(MlsDecodeError, () => decode(decodeProposal, fromHex(t.toString(16).padStart(4, "0")))).code).toBe("unknown-value");
     }
     const selfRemove = encode(encodeProposal, { proposalType: ProposalType.selfRemove });
     expect(toHex(selfRemove)).toBe("000a");
@@ -214,7 +205,7 @@ describe("enumerations", () => {
     ];
     for (const c of creds) expect(decode(decodeCredential, encode(encodeCredential, c))).toEqual(c);
     expect(toHex(encode(encodeCredential, creds[1]!))).toBe("0002" + "07" + "023082" + "03308201");
-    for (const t of ["0000", "0003", "0a0a"]) expect(decodeError(() => decode(decodeCredential, fromHex(t + "00"))).code).toBe("unknown-value");
+    for (const t of ["0000", "0003", "0a0a"]) expect(thrown(MlsDecodeError, () => decode(decodeCredential, fromHex(t + "00"))).code).toBe("unknown-value");
   });
 });
 
@@ -258,7 +249,7 @@ describe("extensions", () => {
 
   it("a typed payload with trailing bytes is rejected", () => {
     const ext = { extensionType: ExtensionType.requiredCapabilities, extensionData: fromHex("00000000") };
-    expect(decodeError(() => findExtension([ext], ExtensionType.requiredCapabilities, decodeRequiredCapabilities)).code).toBe("trailing-bytes");
+    expect(thrown(MlsDecodeError, () => findExtension([ext], ExtensionType.requiredCapabilities, decodeRequiredCapabilities)).code).toBe("trailing-bytes");
   });
 });
 
@@ -296,7 +287,7 @@ describe("framing structures", () => {
     for (const at of [bytes.length - 17, bytes.length - 1]) {
       const bad = bytes.slice();
       bad[at] = 0x80;
-      const e = decodeError(() => decode(decodePrivateMessageContent(ContentType.commit), bad));
+      const e = thrown(MlsDecodeError, () => decode(decodePrivateMessageContent(ContentType.commit), bad));
       expect(e.code).toBe("invalid-value");
       expect(e.offset).toBe(bytes.length - 17);
     }

@@ -1,16 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { fromHex, toHex } from "../../keying/codec/bytes.js";
 import { decodeHeader, encodeHeader, headerLength, MAX_HEADER_LENGTH, MAX_UINT64, SFrameError } from "../../keying/sframe/index.js";
-
-function code(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof SFrameError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
+import { thrown } from "./expect-error.js";
 
 describe("SFrame header (RFC 9605 §4.3)", () => {
   const cases: [bigint, bigint, string][] = [
@@ -48,24 +39,24 @@ describe("SFrame header (RFC 9605 §4.3)", () => {
   });
 
   it("rejects truncated headers", () => {
-    expect(code(() => decodeHeader(new Uint8Array(0)))).toBe("truncated");
-    expect(code(() => decodeHeader(fromHex("88")))).toBe("truncated");
-    expect(code(() => decodeHeader(fromHex("8808")))).toBe("truncated");
-    expect(code(() => decodeHeader(fromHex("f0ffffffffffffff")))).toBe("truncated");
-    expect(code(() => decodeHeader(fromHex("0f" + "ff".repeat(7))))).toBe("truncated");
+    expect(thrown(SFrameError, () => decodeHeader(new Uint8Array(0))).code).toBe("truncated");
+    expect(thrown(SFrameError, () => decodeHeader(fromHex("88"))).code).toBe("truncated");
+    expect(thrown(SFrameError, () => decodeHeader(fromHex("8808"))).code).toBe("truncated");
+    expect(thrown(SFrameError, () => decodeHeader(fromHex("f0ffffffffffffff"))).code).toBe("truncated");
+    expect(thrown(SFrameError, () => decodeHeader(fromHex("0f" + "ff".repeat(7)))).code).toBe("truncated");
   });
 
   it("rejects non-minimal encodings", () => {
-    expect(code(() => decodeHeader(fromHex("8005")))).toBe("non-minimal"); // KID 5 must sit in the config byte
-    expect(code(() => decodeHeader(fromHex("0807")))).toBe("non-minimal"); // CTR 7 likewise
-    expect(code(() => decodeHeader(fromHex("9000ff")))).toBe("non-minimal"); // 2-byte KID with a leading zero
-    expect(code(() => decodeHeader(fromHex("09000a")))).toBe("non-minimal"); // 2-byte CTR 10
-    expect(code(() => decodeHeader(fromHex("0f00" + "ff".repeat(7))))).toBe("non-minimal");
+    expect(thrown(SFrameError, () => decodeHeader(fromHex("8005"))).code).toBe("non-minimal"); // KID 5 must sit in the config byte
+    expect(thrown(SFrameError, () => decodeHeader(fromHex("0807"))).code).toBe("non-minimal"); // CTR 7 likewise
+    expect(thrown(SFrameError, () => decodeHeader(fromHex("9000ff"))).code).toBe("non-minimal"); // 2-byte KID with a leading zero
+    expect(thrown(SFrameError, () => decodeHeader(fromHex("09000a"))).code).toBe("non-minimal"); // 2-byte CTR 10
+    expect(thrown(SFrameError, () => decodeHeader(fromHex("0f00" + "ff".repeat(7)))).code).toBe("non-minimal");
   });
 
   it("refuses values outside 64 bits", () => {
-    expect(code(() => encodeHeader(-1n, 0n))).toBe("invalid-argument");
-    expect(code(() => encodeHeader(0n, MAX_UINT64 + 1n))).toBe("invalid-argument");
+    expect(thrown(SFrameError, () => encodeHeader(-1n, 0n)).code).toBe("invalid-argument");
+    expect(thrown(SFrameError, () => encodeHeader(0n, MAX_UINT64 + 1n)).code).toBe("invalid-argument");
   });
 
   it("round-trips every length of KID and CTR", () => {

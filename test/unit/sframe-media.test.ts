@@ -14,19 +14,10 @@ import {
   type MediaCodec,
 } from "../../keying/sframe/index.js";
 import type { FixtureManifest } from "../fixtures/record-frames.js";
+import { rejection } from "./expect-error.js";
 
 const KID = 0x15n;
 const BASE = new Uint8Array(16).fill(0x42);
-
-async function rejection(p: Promise<unknown>): Promise<SFrameError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SFrameError) return e;
-    throw e;
-  }
-  throw new Error("expected an SFrameError");
-}
 
 let tx: SFrameContext;
 let rx: SFrameContext;
@@ -112,13 +103,13 @@ describe("VP8: 10 clear bytes on key frames, 3 on delta frames", () => {
     for (const i of [0, 3, 6, 9]) {
       const out = await protect("vp8", key);
       out[i]! ^= i === 0 ? 0x10 : 0x01; // byte 0: keep the P bit, change the version bits
-      expect((await rejection(unprotect("vp8", out))).code).toBe("auth-failed");
+      expect((await rejection(SFrameError, unprotect("vp8", out))).code).toBe("auth-failed");
     }
     // Turning a key frame into a delta frame moves the prefix boundary: refused (how depends on the bytes
     // that now parse as the SFrame header), never decrypted.
     const out = await protect("vp8", key);
     out[0]! |= 1;
-    await rejection(unprotect("vp8", out));
+    await rejection(SFrameError, unprotect("vp8", out));
   });
 
   it("handles frames exactly as long as the prefix and refuses shorter ones on both sides", async () => {
@@ -127,11 +118,11 @@ describe("VP8: 10 clear bytes on key frames, 3 on delta frames", () => {
     expect((await unprotect("vp8", await protect("vp8", key10))).frame).toEqual(key10);
     expect((await unprotect("vp8", await protect("vp8", delta3))).frame).toEqual(delta3);
     for (const short of [new Uint8Array(0), key10.subarray(0, 9), delta3.subarray(0, 2)]) {
-      expect((await rejection(protect("vp8", short))).code).toBe("frame-too-short");
-      expect((await rejection(unprotect("vp8", short))).code).toBe("frame-too-short");
+      expect((await rejection(SFrameError, protect("vp8", short))).code).toBe("frame-too-short");
+      expect((await rejection(SFrameError, unprotect("vp8", short))).code).toBe("frame-too-short");
     }
     // A delta prefix followed by a header too short to be SFrame.
-    expect((await rejection(unprotect("vp8", fromHex("910d0080")))).code).toBe("truncated");
+    expect((await rejection(SFrameError, unprotect("vp8", fromHex("910d0080")))).code).toBe("truncated");
   });
 });
 
@@ -145,7 +136,7 @@ describe("VP9 and Opus: no clear prefix", () => {
         expect(out.length).toBe(h.length + f.data.length + 16);
         const forged = out.slice();
         forged[forged.length - 1]! ^= 1;
-        expect((await rejection(unprotect(codec, forged))).code).toBe("auth-failed");
+        expect((await rejection(SFrameError, unprotect(codec, forged))).code).toBe("auth-failed");
         expect((await unprotect(codec, out)).frame).toEqual(f.data);
       }
     });
@@ -153,7 +144,7 @@ describe("VP9 and Opus: no clear prefix", () => {
 
   it("an empty frame still encrypts, and an empty protected frame is truncated", async () => {
     expect((await unprotect("opus", await protect("opus", new Uint8Array(0)))).frame).toEqual(new Uint8Array(0));
-    expect((await rejection(unprotect("vp9", new Uint8Array(0)))).code).toBe("truncated");
+    expect((await rejection(SFrameError, unprotect("vp9", new Uint8Array(0)))).code).toBe("truncated");
   });
 });
 
@@ -181,10 +172,10 @@ describe("H.264: NAL headers and the slice header through pic_parameter_set_id c
     const out = await protect("h264", key);
     const nalRefIdc = out.slice();
     nalRefIdc[sliceStart]! ^= 0x20;
-    expect((await rejection(unprotect("h264", nalRefIdc))).code).toBe("auth-failed");
+    expect((await rejection(SFrameError, unprotect("h264", nalRefIdc))).code).toBe("auth-failed");
     const field = out.slice();
     field[clearEnd - 1]! ^= 0x01;
-    await rejection(unprotect("h264", field)); // refused, typed: the bytes after it may parse differently
+    await rejection(SFrameError, unprotect("h264", field)); // refused, typed: the bytes after it may parse differently
     // libwebrtc may rewrite SPS VUI in transit, so SPS bytes are passed through unauthenticated.
     const sps = out.slice();
     sps[10]! ^= 0x01;
@@ -264,8 +255,8 @@ describe("H.264: NAL headers and the slice header through pic_parameter_set_id c
       ["malformed-frame", fromHex("1234")],
     ];
     for (const [code, frame] of cases) {
-      expect((await rejection(protect("h264", frame))).code).toBe(code);
-      expect((await rejection(unprotect("h264", frame))).code).toBe(code);
+      expect((await rejection(SFrameError, protect("h264", frame))).code).toBe(code);
+      expect((await rejection(SFrameError, unprotect("h264", frame))).code).toBe(code);
     }
   });
 });
@@ -330,10 +321,10 @@ describe("AV1: temporal delimiters, then one OBU carrying the first OBU's header
     expect(Array.from(out.subarray(0, 4))).toEqual([0x12, 0x00, 0x36, 0x48]);
     const other = out.slice();
     other[3] = 0x28; // another temporal/spatial layer
-    expect((await rejection(unprotect("av1", other))).code).toBe("auth-failed");
+    expect((await rejection(SFrameError, unprotect("av1", other))).code).toBe("auth-failed");
     const otherType = out.slice();
     otherType[2] = 0x2e; // frame header OBU instead of frame OBU
-    expect((await rejection(unprotect("av1", otherType))).code).toBe("auth-failed");
+    expect((await rejection(SFrameError, unprotect("av1", otherType))).code).toBe("auth-failed");
     expect((await unprotect("av1", out)).frame).toEqual(frame);
   });
 
@@ -350,8 +341,8 @@ describe("AV1: temporal delimiters, then one OBU carrying the first OBU's header
       ["malformed-frame", fromHex("4200")], // tile list OBU cannot carry the frame
       ["malformed-frame", fromHex("328080808080808080808001")], // size field longer than 8 bytes
     ];
-    for (const [code, frame] of cases) expect([code, (await rejection(protect("av1", frame))).code]).toEqual([code, code]);
+    for (const [code, frame] of cases) expect([code, (await rejection(SFrameError, protect("av1", frame))).code]).toEqual([code, code]);
     const out = await protect("av1", fromHex("1200320100"));
-    expect((await rejection(unprotect("av1", concatBytes(out, fromHex("1200"))))).code).toBe("malformed-frame"); // bytes after the carrier
+    expect((await rejection(SFrameError, unprotect("av1", concatBytes(out, fromHex("1200"))))).code).toBe("malformed-frame"); // bytes after the carrier
   });
 });

@@ -1,7 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { bytesEqual, utf8 } from "../../keying/codec/bytes.js";
-import { getCipherSuite } from "../../keying/crypto/index.js";
-import { mlsExporter } from "../../keying/mls/key-schedule.js";
 import {
   decodeHeader,
   EpochKeyring,
@@ -19,26 +17,8 @@ import {
   type AeadBackend,
   type MlsExporter,
 } from "../../keying/sframe/index.js";
-
-async function rejection(p: Promise<unknown>): Promise<SFrameError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SFrameError) return e;
-    throw e;
-  }
-  throw new Error("expected an SFrameError");
-}
-
-function thrown(f: () => unknown): SFrameError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof SFrameError) return e;
-    throw e;
-  }
-  throw new Error("expected an SFrameError");
-}
+import { rejection, thrown } from "./expect-error.js";
+import { realExporter } from "./sframe-helpers.js";
 
 /** A distinct 16-byte base_key per epoch, as every member of that epoch would export it. */
 const baseKey = (epoch: bigint): Uint8Array => utf8(`epoch ${epoch}`.padEnd(16, "."));
@@ -98,14 +78,14 @@ describe("MLS KID layout (RFC 9605 §5.2, E = 4, S = 16)", () => {
   });
 
   it("refuses values outside their fields", () => {
-    expect(thrown(() => mlsKid(65536, 0n)).code).toBe("invalid-argument");
-    expect(thrown(() => mlsKid(-1, 0n)).code).toBe("invalid-argument");
-    expect(thrown(() => mlsKid(1.5, 0n)).code).toBe("invalid-argument");
-    expect(thrown(() => mlsKid(0, -1n)).code).toBe("invalid-argument");
-    expect(thrown(() => mlsKid(0, 0n, MAX_KID_CONTEXT + 1n)).code).toBe("invalid-argument");
-    expect(thrown(() => mlsKid(0, 0n, -1n)).code).toBe("invalid-argument");
-    expect(thrown(() => parseMlsKid(1n << 64n)).code).toBe("invalid-argument");
-    expect(thrown(() => new EpochKeyring({ sendContext: MAX_KID_CONTEXT + 1n })).code).toBe("invalid-argument");
+    expect(thrown(SFrameError, () => mlsKid(65536, 0n)).code).toBe("invalid-argument");
+    expect(thrown(SFrameError, () => mlsKid(-1, 0n)).code).toBe("invalid-argument");
+    expect(thrown(SFrameError, () => mlsKid(1.5, 0n)).code).toBe("invalid-argument");
+    expect(thrown(SFrameError, () => mlsKid(0, -1n)).code).toBe("invalid-argument");
+    expect(thrown(SFrameError, () => mlsKid(0, 0n, MAX_KID_CONTEXT + 1n)).code).toBe("invalid-argument");
+    expect(thrown(SFrameError, () => mlsKid(0, 0n, -1n)).code).toBe("invalid-argument");
+    expect(thrown(SFrameError, () => parseMlsKid(1n << 64n)).code).toBe("invalid-argument");
+    expect(thrown(SFrameError, () => new EpochKeyring({ sendContext: MAX_KID_CONTEXT + 1n })).code).toBe("invalid-argument");
   });
 });
 
@@ -125,13 +105,11 @@ describe("base_key from the MLS exporter", () => {
       [SFRAME_BASE_KEY_LABEL, 0, 32],
     ]);
     expect(SFRAME_BASE_KEY_LABEL).toBe("SFrame 1.0 Base Key");
-    expect((await rejection(mlsBaseKey(sframeSuite(4), async () => new Uint8Array(15)))).code).toBe("invalid-argument");
+    expect((await rejection(SFrameError, mlsBaseKey(sframeSuite(4), async () => new Uint8Array(15)))).code).toBe("invalid-argument");
   });
 
   it("keys two members from a real MLS exporter secret, each with its own key and CTR space", async () => {
-    const mls = await getCipherSuite(1);
-    const exporterSecret = new Uint8Array(32).fill(9);
-    const exporter: MlsExporter = (label, context, length) => mlsExporter(mls, exporterSecret, label, context, length);
+    const exporter = await realExporter(9);
     const alice = new EpochKeyring();
     const bob = new EpochKeyring();
     await alice.addEpoch(3n, 0, exporter);
@@ -158,9 +136,9 @@ describe("EpochKeyring", () => {
     expect(parseMlsKid(out.kid)).toEqual({ context: 0n, leafIndex: 0, epochBits: 1 });
     expect(bob.epochOf(out.kid)).toBe(1n);
     // Her own frames, under her send KID or any other KID of her leaf, are refused (not held as unknown).
-    expect((await rejection(alice.context.decrypt(frame))).code).toBe("key-in-use");
+    expect((await rejection(SFrameError, alice.context.decrypt(frame))).code).toBe("key-in-use");
     const aliceVideo = await member(0, [1n], { sendContext: 1n });
-    expect((await rejection(alice.context.decrypt(await send(aliceVideo)))).code).toBe("key-in-use");
+    expect((await rejection(SFrameError, alice.context.decrypt(await send(aliceVideo)))).code).toBe("key-in-use");
   });
 
   it("signals unknown-kid for a future epoch, then decrypts the held frame once the epoch arrives", async () => {
@@ -168,7 +146,7 @@ describe("EpochKeyring", () => {
     const bob = await member(1, [4n]);
     await alice.addEpoch(5n, 0, baseKey(5n));
     const early = await send(alice, "epoch 5");
-    const e = await rejection(bob.context.decrypt(early));
+    const e = await rejection(SFrameError, bob.context.decrypt(early));
     expect(e.code).toBe("unknown-kid");
     expect(e.kid).toBe(mlsKid(0, 5n));
     await bob.addEpoch(5n, 1, baseKey(5n));
@@ -191,7 +169,7 @@ describe("EpochKeyring", () => {
     expect(bob.retireEpoch(1n)).toBe(false);
     expect(bob.epochs).toEqual([2n]);
     // Its resolved (cached) key went with it.
-    expect((await rejection(bob.context.decrypt(old2))).code).toBe("unknown-kid");
+    expect((await rejection(SFrameError, bob.context.decrypt(old2))).code).toBe("unknown-kid");
   });
 
   it("holds at most 2^E epochs: a new epoch drops the old one with the same low bits, and its cached keys", async () => {
@@ -208,7 +186,7 @@ describe("EpochKeyring", () => {
     expect(bob.epochs).toEqual([...epochs.slice(0, 15), 31n]);
     expect(bob.epochOf(mlsKid(0, 15n))).toBe(31n);
     // Same KID as epoch 31's, but epoch 15's key is gone: the frame cannot authenticate under epoch 31.
-    expect((await rejection(bob.context.decrypt(e15))).code).toBe("auth-failed");
+    expect((await rejection(SFrameError, bob.context.decrypt(e15))).code).toBe("auth-failed");
     await alice.addEpoch(31n, 0, baseKey(31n));
     expect((await bob.context.decrypt(await send(alice, "e31"))).plaintext).toEqual(utf8("e31"));
 
@@ -219,10 +197,10 @@ describe("EpochKeyring", () => {
 
   it("only moves forward, one epoch at a time", async () => {
     const k = await member(0, [5n]);
-    expect((await rejection(k.addEpoch(5n, 0, baseKey(5n)))).code).toBe("stale-epoch");
-    expect((await rejection(k.addEpoch(4n, 0, baseKey(4n)))).code).toBe("stale-epoch");
-    expect((await rejection(k.addEpoch(6n, 0, new Uint8Array(15)))).code).toBe("invalid-argument");
-    expect((await rejection(k.addEpoch(6n, 70000, baseKey(6n)))).code).toBe("invalid-argument");
+    expect((await rejection(SFrameError, k.addEpoch(5n, 0, baseKey(5n)))).code).toBe("stale-epoch");
+    expect((await rejection(SFrameError, k.addEpoch(4n, 0, baseKey(4n)))).code).toBe("stale-epoch");
+    expect((await rejection(SFrameError, k.addEpoch(6n, 0, new Uint8Array(15)))).code).toBe("invalid-argument");
+    expect((await rejection(SFrameError, k.addEpoch(6n, 70000, baseKey(6n)))).code).toBe("invalid-argument");
     expect(k.epochs).toEqual([5n]);
     // Not awaited in between: the second still lands after the first.
     const both = Promise.all([k.addEpoch(6n, 0, baseKey(6n)), k.addEpoch(7n, 0, baseKey(7n))]);
@@ -239,7 +217,7 @@ describe("EpochKeyring", () => {
     expect(decodeHeader(await send(alice)).ctr).toBe(0n); // a new key starts over
     alice.retireEpoch(2n);
     expect(alice.sendKid).toBeUndefined();
-    expect((await rejection(alice.addEpoch(2n, 0, baseKey(2n)))).code).toBe("stale-epoch");
+    expect((await rejection(SFrameError, alice.addEpoch(2n, 0, baseKey(2n)))).code).toBe("stale-epoch");
   });
 
   it("gives each outbound stream of a member its own KID, hence its own CTR space and replay window", async () => {
@@ -253,7 +231,7 @@ describe("EpochKeyring", () => {
     expect(decodeHeader(a).ctr).toBe(decodeHeader(v).ctr);
     expect((await rx.context.decrypt(a)).plaintext).toEqual(utf8("a"));
     expect((await rx.context.decrypt(v)).plaintext).toEqual(utf8("v"));
-    expect((await rejection(rx.context.decrypt(a))).code).toBe("replay");
+    expect((await rejection(SFrameError, rx.context.decrypt(a))).code).toBe("replay");
   });
 
   it("keeps a replay window per sender", async () => {
@@ -264,8 +242,8 @@ describe("EpochKeyring", () => {
     for (let i = 0; i < 40; i++) fromAlice.push(await send(alice, `a${i}`));
     const c0 = await send(carol, "c0");
     for (const f of fromAlice.slice(1)) await bob.context.decrypt(f);
-    expect((await rejection(bob.context.decrypt(fromAlice[0]!))).code).toBe("replay"); // 39 behind in a 32 window
-    expect((await rejection(bob.context.decrypt(fromAlice[20]!))).code).toBe("replay"); // seen
+    expect((await rejection(SFrameError, bob.context.decrypt(fromAlice[0]!))).code).toBe("replay"); // 39 behind in a 32 window
+    expect((await rejection(SFrameError, bob.context.decrypt(fromAlice[20]!))).code).toBe("replay"); // seen
     expect((await bob.context.decrypt(c0)).ctr).toBe(0n); // Carol's CTR 0 is her own
   });
 
