@@ -91,6 +91,10 @@ async function join(name: string, room: string): Promise<void> {
       room,
       workerUrl,
       media: { audio: true, video: { width: 640, height: 360, frameRate: 24 } },
+      // ?transform=encoded-streams forces Chromium's older API (to compare the two).
+      ...(params.get("transform") === "encoded-streams" || params.get("transform") === "script-transform"
+        ? { transformApi: params.get("transform") as "encoded-streams" | "script-transform" }
+        : {}),
     });
     showCall(call);
   } catch (err) {

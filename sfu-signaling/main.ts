@@ -21,6 +21,8 @@
  *   --sqlite-sync      DS_SQLITE_SYNC        FULL (NORMAL trades the last commits on power loss for speed)
  *   --redis-url        REDIS_URL             unset: SQLite. Set: Redis store + cross-node fan-out (several nodes)
  *   --redis-prefix     DS_REDIS_PREFIX       conclave: (key namespace; nodes of one deployment share it)
+ *   Federation with other providers' DSes: DS_FEDERATION_DOMAIN, DS_FEDERATION_KEY, DS_FEDERATION_PEERS,
+ *   DS_PUBLIC_URL (see federation/config.ts; unset: no federation).
  *
  * The SFU (sfu/) rides on the same connections: a device may use a room's media once it has subscribed to
  * that room's call, and loses it as soon as it leaves or stays away past the grace.
@@ -38,6 +40,8 @@ import { serveDemo } from "./demo-files.js";
 import { startDs } from "./server.js";
 import { createSfu } from "./sfu/index.js";
 import { createRedisBackplane, type RedisBackplane } from "./redis-backplane.js";
+import { federationConfigFromEnv } from "./federation/config.js";
+import { createFederation } from "./federation/index.js";
 import { RedisStore } from "./store/redis.js";
 import { SqliteStore } from "./store/sqlite.js";
 import type { Store } from "./store/store.js";
@@ -74,6 +78,7 @@ async function main(): Promise<void> {
   // The demo (built by `npm start` into dist/demo) is served in development mode only: it gets its tokens from /dev/token.
   const demoDir = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "demo");
   const demo = config.devMode && existsSync(join(demoDir, "index.html"));
+  const federation = federationConfigFromEnv(process.env);
   const ds = await startDs({
     store,
     tokenKey,
@@ -92,6 +97,7 @@ async function main(): Promise<void> {
     onSubscribed: (socket, principal, room) => sfu.attach(socket, { participantId: memberId(principal), room }),
     onDeparted: (room, member) => void sfu.removeParticipant(room, member),
     ...(demo ? { httpFallback: serveDemo(demoDir) } : {}),
+    ...(federation ? { extension: createFederation({ ...federation, log }) } : {}),
   });
   console.log(`Conclave DS listening on ${ds.url} (store ${storeName})`);
   if (config.devMode) console.log(`Development mode: get a token at ${ds.url}/dev/token?name=Alice`);

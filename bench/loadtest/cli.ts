@@ -1,24 +1,24 @@
 /**
  * npm run loadtest -- --members <N[,N2,...]> --changes <M> [--concurrency <k>] [--url <ds>] [--json <file>]
- *                     [--html <file>] [--workers <w>] [--join-window <j>] [--seed <s>] [--profile <dir>]
+ *                     [--html <file>] [--svg <dir>] [--workers <w>] [--join-window <j>] [--seed <s>] [--profile <dir>]
  *
  * Rekey latency under load (issue 7): for each group size, a call of N real participants (CallSession over
  * socket.io-client, spread over worker threads) against a DS in a child process (or --url, a DS in
  * development mode), then M joins and leaves, k at once. Live progress on stderr; the table on stdout;
  * `--json` writes the run's result (one size: the object; several: `{ runs: [...] }`), `--html` a
- * self-contained report with charts. Exit code 1 when any run diverged, missed a change or failed.
+ * self-contained report with charts, `--svg` the same charts as separate files. Exit code 1 when any run diverged, missed a change or failed.
  * See bench/loadtest/README.md for what each number means.
  */
 import { mkdir, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
-import { htmlReport } from "./html.js";
+import { dirname, join } from "node:path";
+import { htmlReport, svgCharts } from "./html.js";
 import type { LoadTestResult } from "./results.js";
 import { runLoadTest, type Progress } from "./run.js";
 import { resultTable } from "./table.js";
 
 const USAGE =
   "usage: npm run loadtest -- --members <N[,N2,...]> --changes <M> [--concurrency <k>] [--url <ds>] [--json <file>] [--html <file>]\n" +
-  "                           [--workers <w>] [--join-window <j>] [--seed <s>] [--profile <dir>]";
+  "                           [--svg <dir>] [--workers <w>] [--join-window <j>] [--seed <s>] [--profile <dir>]";
 
 interface CliOptions {
   readonly members: number[];
@@ -27,6 +27,7 @@ interface CliOptions {
   readonly url: string | undefined;
   readonly json: string | undefined;
   readonly html: string | undefined;
+  readonly svg: string | undefined;
   readonly workers: number | undefined;
   readonly joinWindow: number | undefined;
   readonly seed: number;
@@ -52,6 +53,7 @@ function parseCli(argv: readonly string[]): CliOptions {
     url: undefined,
     json: undefined,
     html: undefined,
+    svg: undefined,
     workers: undefined,
     joinWindow: undefined,
     seed: 1,
@@ -80,6 +82,9 @@ function parseCli(argv: readonly string[]): CliOptions {
         break;
       case "--html":
         o.html = value();
+        break;
+      case "--svg":
+        o.svg = value();
         break;
       case "--workers":
         o.workers = positive("--workers", value());
@@ -168,4 +173,5 @@ const write = async (file: string, text: string) => {
 };
 if (options.json) await write(options.json, JSON.stringify(results.length === 1 ? results[0] : { runs: results }, null, 2) + "\n");
 if (options.html) await write(options.html, htmlReport(results, command));
+if (options.svg) for (const [name, chart] of svgCharts(results)) await write(join(options.svg, name), chart);
 process.exit(results.every((r) => r.ok) ? 0 : 1);

@@ -1,10 +1,9 @@
 /**
  * The DS under test, as the operator runs it (`sfu-signaling/main.ts`, development mode so participants can
  * fetch /dev/token), in a child process of its own so it never shares an event loop with the participants.
- * Also what the load test reads from outside a DS: its /metrics, and its CPU time from /proc.
+ * Also what the load test reads from outside a DS: its /metrics.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -23,9 +22,9 @@ export function tsxLoaderUrl(): string {
   return pathToFileURL(require.resolve("tsx")).href;
 }
 
-/** tsx's API module, for a worker thread to register TypeScript loading before importing a .ts entry. */
+/** tsx's ESM API module, for a worker thread to register TypeScript loading before importing a .ts entry. */
 export function tsxApiUrl(): string {
-  return pathToFileURL(require.resolve("tsx/esm/api")).href;
+  return import.meta.resolve("tsx/esm/api");
 }
 
 export interface ChildDsOptions {
@@ -82,18 +81,6 @@ export function startChildDs(options: ChildDsOptions = {}): Promise<ChildDs> {
       reject(new Error(`the DS exited (${signal ?? code}) before listening:\n${tail.join("\n")}`));
     });
   });
-}
-
-/** CPU time (user + system, all threads) of a process on this machine, from /proc; undefined elsewhere. */
-export function processCpuMs(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? ticks * 10 : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** One scrape of the DS's Prometheus text: every sample by its full series name (`name{labels}`). */

@@ -60,6 +60,10 @@ function scale(a: Axis, from: number, to: number): (v: number) => number {
   return (v) => from + ((v - a.min) / (a.max - a.min || 1)) * (to - from);
 }
 
+/** Inside every chart, so a chart saved on its own (--svg) looks the same as in the report. */
+const SVG_STYLE =
+  "<style>text{font:11px system-ui,sans-serif;fill:#333}.axis{font-size:12px}.small{font-size:9px;fill:#777}.grid{stroke:#e4e4e4}.plot{fill:#fff;stroke:#bbb}</style>";
+
 const label = (v: number) => (v >= 1000 && v % 1000 === 0 ? `${v / 1000}k` : String(v));
 
 interface Chart {
@@ -83,15 +87,20 @@ function svg(c: Chart): string {
       (t) => `<line x1="${M.left}" x2="${W - M.right}" y1="${sy(t)}" y2="${sy(t)}" class="grid"/><text x="${M.left - 6}" y="${sy(t) + 4}" text-anchor="end">${label(t)}</text>`,
     ),
   ].join("");
+  let at = M.left + 10;
   const legend = c.legend
-    .map(
-      (l, i) =>
-        `<line x1="${M.left + 10 + i * 130}" x2="${M.left + 34 + i * 130}" y1="${M.top + 8}" y2="${M.top + 8}" stroke="${l.color}" stroke-width="2.5"${l.dash ? ' stroke-dasharray="5 4"' : ""}/>` +
-        `<text x="${M.left + 40 + i * 130}" y="${M.top + 12}">${esc(l.name)}</text>`,
-    )
+    .map((l) => {
+      const x = at;
+      // About 6 px per character at 11 px.
+      at += 44 + l.name.length * 6;
+      return (
+        `<line x1="${x}" x2="${x + 24}" y1="${M.top + 8}" y2="${M.top + 8}" stroke="${l.color}" stroke-width="2.5"${l.dash ? ' stroke-dasharray="5 4"' : ""}/>` +
+        `<text x="${x + 30}" y="${M.top + 12}">${esc(l.name)}</text>`
+      );
+    })
     .join("");
   return (
-    `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" xmlns="http://www.w3.org/2000/svg" role="img">` +
+    `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" xmlns="http://www.w3.org/2000/svg" role="img">${SVG_STYLE}` +
     `<rect x="${M.left}" y="${M.top}" width="${W - M.left - M.right}" height="${H - M.top - M.bottom}" class="plot"/>${grid}${c.body(sx, sy)}` +
     `<text x="${(M.left + W - M.right) / 2}" y="${H - 10}" text-anchor="middle" class="axis">${esc(c.xLabel)}</text>` +
     `<text transform="translate(16 ${(M.top + H - M.bottom) / 2}) rotate(-90)" text-anchor="middle" class="axis">${esc(c.yLabel)}</text>${legend}</svg>`
@@ -186,9 +195,17 @@ export function sizeChart(results: readonly LoadTestResult[]): string {
         .join("") +
       targets
         .filter(([m]) => m >= x.min && m <= x.max)
-        .map(([m, t]) => `<line x1="${sx(m) - 14}" x2="${sx(m) + 14}" y1="${sy(t)}" y2="${sy(t)}" stroke="#999" stroke-width="2" stroke-dasharray="5 4"/>`)
+        .map(([m, t]) => `<line x1="${Math.max(M.left, sx(m) - 14)}" x2="${Math.min(W - M.right, sx(m) + 14)}" y1="${sy(t)}" y2="${sy(t)}" stroke="#999" stroke-width="2" stroke-dasharray="5 4"/>`)
         .join(""),
   });
+}
+
+/** The report's charts as standalone SVG files: name -> SVG text. */
+export function svgCharts(results: readonly LoadTestResult[]): Map<string, string> {
+  const charts = new Map<string, string>([["latency-cdf.svg", cdfChart(results)]]);
+  results.forEach((r, i) => charts.set(`latency-per-change-${r.members}.svg`, perChangeChart(r, COLORS[i % COLORS.length]!)));
+  if (results.length > 1) charts.set("latency-vs-size.svg", sizeChart(results));
+  return charts;
 }
 
 export function htmlReport(results: readonly LoadTestResult[], command: string): string {
@@ -200,8 +217,7 @@ export function htmlReport(results: readonly LoadTestResult[], command: string):
 <style>
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:800px;color:#222;padding:0 12px}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}pre{background:#f5f5f5;padding:10px;overflow-x:auto;font-size:12px}
-svg text{font:11px system-ui,sans-serif;fill:#333}svg .axis{font-size:12px}svg .small{font-size:9px;fill:#777}
-svg .grid{stroke:#e4e4e4}svg .plot{fill:#fff;stroke:#bbb}.bad{color:#b00}
+.bad{color:#b00}
 </style></head><body>
 <h1>Conclave rekey latency load test</h1>
 <p><code>${esc(command)}</code></p>

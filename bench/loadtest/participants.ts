@@ -5,7 +5,7 @@
  * and which departures it saw. Reports are batched per event-loop turn, so reporting stays cheap while
  * hundreds of participants process the same commit.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { Session as InspectorSession } from "node:inspector";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { join as joinPath } from "node:path";
@@ -15,6 +15,7 @@ import { CallSession } from "../../client/call-session.js";
 import { DsConnection } from "../../client/ds-connection.js";
 import { fetchDevToken } from "../../client/dev-token.js";
 import { parseEntry } from "../../client/protocol.js";
+import { inWindows, procStatCpuMs } from "./util.js";
 import { DEVICE, now, participantName, type Command, type CommitSeen, type DepartureSeen, type FinalState, type Install, type Report, type SessionProblem, type WorkerSetup } from "./protocol.js";
 
 interface Participant {
@@ -38,6 +39,7 @@ const problems: SessionProblem[] = [];
 const commitsSeen = new Set<number>();
 const departuresSeen = new Set<string>();
 let flushScheduled = false;
+let shuttingDown = false;
 
 function post(report: Report): void {
   port!.postMessage(report);
@@ -101,20 +103,11 @@ async function prepare(id: number): Promise<void> {
     scheduleFlush();
   });
   session.on("closed", ({ reason }) => {
-    if (reason === "left") return;
+    if (reason === "left" || shuttingDown) return;
     problems.push({ id, code: `closed:${reason}`, message: `the session closed (${reason})`, recovering: false });
     scheduleFlush();
   });
   participants.set(id, { id, connection, session, commitReceived });
-}
-
-/** Runs `task` for every id, at most `window` at a time. */
-async function inWindows(ids: readonly number[], window: number, task: (id: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < ids.length) await task(ids[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(window, ids.length) }, lane));
 }
 
 function participant(id: number): Participant {
@@ -140,20 +133,10 @@ async function leave(id: number): Promise<void> {
   post({ t: "left", id, requestedAt, doneAt });
 }
 
-/**
- * This thread's CPU time from /proc/thread-self/stat (utime + stime, in USER_HZ = 100 ticks per second on
- * Linux), else its event loop's active time, which also counts time the thread was runnable but not running.
- */
+/** This thread's CPU time; where /proc is missing, its event loop's active time, which also counts time it was runnable but not running. */
 function threadCpuMs(): { cpuMs: number; source: "thread" | "event-loop" } {
-  try {
-    const stat = readFileSync("/proc/thread-self/stat", "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    if (Number.isFinite(ticks)) return { cpuMs: ticks * 10, source: "thread" };
-  } catch {
-    // not Linux: fall through
-  }
-  return { cpuMs: performance.eventLoopUtilization().active, source: "event-loop" };
+  const cpuMs = procStatCpuMs("/proc/thread-self/stat");
+  return cpuMs === undefined ? { cpuMs: performance.eventLoopUtilization().active, source: "event-loop" } : { cpuMs, source: "thread" };
 }
 
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -226,6 +209,7 @@ port.on("message", (command: Command) => {
       stopProfile(command.dir, command.prefix).then(() => post({ t: "profiled" }), () => post({ t: "profiled" }));
       return;
     case "shutdown":
+      shuttingDown = true;
       for (const p of participants.values()) p.connection.close();
       participants.clear();
       loopDelay.disable();

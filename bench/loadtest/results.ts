@@ -61,7 +61,7 @@ export interface LoadTestResult {
   /** Some epoch's epoch_authenticator differed between participants, or they ended in different states. */
   readonly diverged: boolean;
   readonly samples: readonly ChangeSample[];
-  /** True when nothing diverged, every change was observed by every participant, and nothing failed. */
+  /** True when nothing diverged, every change was observed by every participant, no session reported an error, and nothing failed. */
   readonly ok: boolean;
   /** Per change: request -> every participant had the keys. */
   readonly complete: SummaryMs;
@@ -131,6 +131,11 @@ export interface Environment {
   readonly loadavg_after: readonly number[];
   readonly final_epoch: number;
   readonly seed: number;
+  /**
+   * CPU time this run used in the change phase (participants, coordinator, child DS) over wall time x CPUs.
+   * Well below 1 while latencies are high means other work on the machine took the rest.
+   */
+  readonly machine_share: number | null;
 }
 
 export function summaryMs(values: Iterable<number>): SummaryMs {

@@ -20,14 +20,14 @@ import {
   counterDelta,
   histogramDelta,
   histogramQuantileBound,
-  processCpuMs,
   scrapeMetrics,
   startChildDs,
   tsxApiUrl,
   type ChildDs,
   type MetricsScrape,
 } from "./ds-process.js";
-import { identityOf, type Command, type FinalState, type Report, type SessionProblem, type WorkerSetup } from "./protocol.js";
+import { inWindows, procStatCpuMs } from "./util.js";
+import { identityOf, now, type Command, type FinalState, type Report, type SessionProblem, type WorkerSetup } from "./protocol.js";
 import {
   breakdown,
   sampleOf,
@@ -50,13 +50,13 @@ export interface LoadTestOptions {
   readonly url?: string;
   /** Worker threads hosting participants (default: one per CPU). */
   readonly workers?: number;
-  /** External-commit joins in flight at once while the call fills up (default 4). */
+  /** External-commit joins in flight at once while the call fills up (default 2: one sequenced while the next is built). */
   readonly joinWindow?: number;
   /** Seed of the choice of leavers (default 1). */
   readonly seed?: number;
   /** Longest wait for one batch of changes to reach everyone (default 60 s + 60 ms per member). */
   readonly batchTimeoutMs?: number;
-  /** Write CPU profiles of the change phase here: one per worker thread, and the child DS's (--cpu-prof). */
+  /** Write CPU profiles here: each worker thread's of the change phase, and the child DS's of its whole life (--cpu-prof). */
   readonly profileDir?: string;
   /** Extra flags for the child DS (sfu-signaling/main.ts). */
   readonly dsArgs?: readonly string[];
@@ -72,7 +72,7 @@ export interface Progress {
   readonly members: number;
 }
 
-const DEFAULT_JOIN_WINDOW = 4;
+const DEFAULT_JOIN_WINDOW = 2;
 const CONNECT_WINDOW = 16;
 
 interface Pending<T> {
@@ -95,6 +95,7 @@ class Coordinator {
   private readonly waiters = new Set<{ ready: () => boolean; resolve: () => void }>();
   private collector: Collector | undefined;
   private workerError: Error | undefined;
+  private closing = false;
 
   constructor(
     count: number,
@@ -105,14 +106,31 @@ class Coordinator {
     // A worker does not inherit the TypeScript loader: register tsx in it, then load the participant code.
     const bootstrap = `import { register } from ${JSON.stringify(tsxApiUrl())}; register(); await import(${JSON.stringify(entry)});`;
     for (let i = 0; i < count; i++) {
-      const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(bootstrap)}`), { workerData: setup, name: `participants-${i}` });
+      const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(bootstrap)}`), {
+        workerData: setup,
+        name: `participants-${i}`,
+        // Hundreds of MLS groups of a large call, each with its own copy of the ratchet tree.
+        resourceLimits: { maxOldGenerationSizeMb: 8192 },
+      });
       worker.on("message", (r: Report) => this.onReport(r));
-      worker.on("error", (e) => {
-        this.workerError = e;
-        for (const w of this.waiters) w.resolve();
+      worker.on("error", (e) => this.workerFailed(e));
+      worker.on("exit", (code) => {
+        if (!this.closing) this.workerFailed(new Error(`a participant worker exited (code ${code})`));
       });
       this.workers.push(worker);
     }
+  }
+
+  /** A worker died: every participant in it is gone, so everything waiting fails at once. */
+  private workerFailed(e: Error): void {
+    this.workerError ??= e;
+    for (const map of [this.prepared, this.joins, this.leaves] as Map<number, Pending<unknown>>[]) {
+      for (const p of map.values()) p.reject(e);
+      map.clear();
+    }
+    this.collector?.done.reject(e);
+    this.collector = undefined;
+    for (const w of this.waiters) w.resolve();
   }
 
   workerOf(id: number): Worker {
@@ -186,6 +204,7 @@ class Coordinator {
   }
 
   private expect<T>(map: Map<number, Pending<T>>, id: number, command: Command): Promise<T> {
+    if (this.workerError) return Promise.reject(this.workerError);
     return new Promise<T>((resolve, reject) => {
       map.set(id, { resolve, reject });
       this.send(this.workerOf(id), command);
@@ -194,6 +213,7 @@ class Coordinator {
 
   /** Connects the participants (each worker a window at a time); `each` after every one that is ready. */
   prepare(ids: readonly number[], each: () => void): Promise<void[]> {
+    if (this.workerError) return Promise.reject(this.workerError);
     const all = ids.map((id) => new Promise<void>((resolve, reject) => this.prepared.set(id, { resolve, reject })).then(each));
     for (let w = 0; w < this.workers.length; w++) {
       this.send(this.workers[w]!, { t: "prepare", ids: ids.filter((id) => id % this.workers.length === w) });
@@ -211,6 +231,7 @@ class Coordinator {
 
   /** One reply of type `t` from every worker. */
   ask<T extends Report["t"]>(command: Command, t: T): Promise<Extract<Report, { t: T }>[]> {
+    if (this.workerError) return Promise.reject(this.workerError);
     return new Promise((resolve, reject) => {
       this.collector = { t, replies: [], done: { resolve: resolve as (r: Report[]) => void, reject } };
       for (const w of this.workers) this.send(w, command);
@@ -245,23 +266,18 @@ class Coordinator {
     return true;
   }
 
+  installedCount(epoch: number, ids: Iterable<number>): number {
+    const installs = this.epochs.get(epoch)?.installs;
+    let count = 0;
+    if (installs) for (const id of ids) if (installs.has(id)) count++;
+    return count;
+  }
+
   async close(): Promise<void> {
-    await this.ask({ t: "shutdown" }, "shutdown").catch(() => undefined);
+    if (!this.workerError) await this.ask({ t: "shutdown" }, "shutdown").catch(() => undefined);
+    this.closing = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
-}
-
-/** Runs `task` over `items`, at most `window` at once; the first failure rejects. */
-async function inWindows<T>(items: readonly T[], window: number, task: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) await task(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(window, items.length) }, lane));
-}
-
-function now(): number {
-  return performance.timeOrigin + performance.now();
 }
 
 /** The joiner's download (GroupInfo with external_pub, and the ratchet tree), asked as a joiner would. */
@@ -317,7 +333,8 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
   let url = options.url;
   if (!url) {
     child = await startChildDs({
-      nodeArgs: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=ds-${n}-${Date.now()}.cpuprofile`] : [],
+      // Node writes one profile per thread (the DS's main thread, tsx's loader thread) into this folder.
+      nodeArgs: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/ds-${n}-members`] : [],
       dsArgs: options.dsArgs,
     });
     url = child.url;
@@ -339,6 +356,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
   let loopDelays: number[] = [];
   let fanout: DsFanout | null = null;
   let finals: FinalState[] = [];
+  let cpuShare: number | null = null;
 
   try {
     // Everyone connects first, so the joins below measure the MLS side only.
@@ -365,9 +383,12 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     setPhase("settling", n);
     const memberIds = () => present.keys();
     await coordinator.waitFor(
-      () => coordinator.installed(lastEpoch, memberIds()),
+      () => {
+        done = coordinator.installedCount(lastEpoch, memberIds());
+        return done === present.size;
+      },
       batchTimeoutMs * 4,
-      () => `every member at epoch ${lastEpoch} after the joins`,
+      () => `every member at epoch ${lastEpoch} after the joins; ${present.size - done} are not`,
     );
     const setupEnd = now();
     const metricsAfterSetup = await scrapeMetrics(url);
@@ -387,7 +408,8 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     setPhase("changes", changeCount);
     if (profileDir) await coordinator.ask({ t: "profile-start" }, "profiled");
     const cpuBefore = await coordinator.ask({ t: "cpu" }, "cpu");
-    const dsCpuBefore = child ? processCpuMs(child.pid) : undefined;
+    const dsCpuBefore = child ? procStatCpuMs(`/proc/${child.pid}/stat`) : undefined;
+    const ownCpuBefore = process.cpuUsage();
     const metricsBefore = await scrapeMetrics(url);
     phaseStart = now();
     for (let first = 0, batch = 0; first < changeCount; first += concurrency, batch++) {
@@ -447,7 +469,12 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       }
     }
     const cpuAfter = await coordinator.ask({ t: "cpu" }, "cpu");
-    const dsCpuAfter = child ? processCpuMs(child.pid) : undefined;
+    const dsCpuAfter = child ? procStatCpuMs(`/proc/${child.pid}/stat`) : undefined;
+    const ownCpu = process.cpuUsage(ownCpuBefore);
+    const phaseWall = now() - phaseStart;
+    // This process (coordinator and workers) and the child DS, against what the machine had: what is missing went to others.
+    const usedMs = (ownCpu.user + ownCpu.system) / 1000 + (dsCpuAfter !== undefined && dsCpuBefore !== undefined ? dsCpuAfter - dsCpuBefore : 0);
+    cpuShare = ms(usedMs / (phaseWall * cpus().length));
     const metricsAfter = await scrapeMetrics(url);
     if (profileDir) await coordinator.ask({ t: "profile-stop", dir: profileDir, prefix: `participants-${n}` }, "profiled");
     setPhase("finishing", 1);
@@ -508,7 +535,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     max_ms: overall.max_ms,
     diverged,
     samples,
-    ok: !diverged && unobserved === 0 && failures.length === 0 && samples.length === changeCount,
+    ok: !diverged && unobserved === 0 && failures.length === 0 && coordinator.problems.length === 0 && samples.length === changeCount,
     complete: summaryMs(samples.filter((s) => s.complete_ms !== null).map((s) => s.complete_ms!)),
     accept: summaryMs(samples.filter((s) => s.accept_ms !== null).map((s) => s.accept_ms!)),
     delivery: summaryMs(delivery),
@@ -532,6 +559,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       loadavg_before: loadBefore.map((l) => ms(l)),
       loadavg_after: loadavg().map((l) => ms(l)),
       final_epoch: lastEpoch,
+      machine_share: cpuShare,
       seed,
     },
   };

@@ -32,6 +32,7 @@ export function resultTable(results: readonly LoadTestResult[]): string {
     ["unobserved installs", (r) => String(r.unobserved)],
     ["session errors", (r) => String(r.problems.length)],
     ["load average before/after", (r) => `${fmt(r.environment.loadavg_before[0], 2)} / ${fmt(r.environment.loadavg_after[0], 2)}`],
+    ["machine share used (changes)", (r) => (r.environment.machine_share === null ? "-" : `${Math.round(r.environment.machine_share * 100)}%`)],
   ];
   const cells = rows.map(([label, f]) => [label, ...results.map(f)]);
   const widths = cells[0]!.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));

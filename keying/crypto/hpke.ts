@@ -1,4 +1,4 @@
-import { concatBytes, utf8 } from "../codec/bytes.js";
+import { bytesEqual, concatBytes, utf8 } from "../codec/bytes.js";
 import type { HpkeCiphertext, KeyPair } from "./cipher-suite.js";
 import { AEADS, HASHES, KEMS, isUncompressedPoint, type KemParams } from "./algorithms.js";
 import { CryptoError } from "./errors.js";
@@ -39,6 +39,12 @@ function os2ip(bytes: Uint8Array): bigint {
   let n = 0n;
   for (const b of bytes) n = (n << 8n) | BigInt(b);
   return n;
+}
+
+/** RFC 9180 §7.1.4: an all-zero X25519/X448 output means a small-order public key. */
+function checkDh(z: Uint8Array): Uint8Array {
+  if (z.every((b) => b === 0)) throw new CryptoError("invalid-public-key", "DH produced the all-zero value");
+  return z;
 }
 
 /** Labeled Extract/Expand bound to one suite_id (§4). */
@@ -86,6 +92,8 @@ export class Hpke implements HpkeScheme {
   private readonly Nn: number;
   private readonly Nh: number;
   private pskIdHash: Promise<Uint8Array> | undefined;
+  /** The last info and its info_hash: an UpdatePath seals one path secret to many keys under one info. */
+  private lastInfo: { readonly info: Uint8Array; readonly hash: Promise<Uint8Array> } | undefined;
 
   constructor(
     algorithms: HpkeAlgorithms,
@@ -162,10 +170,7 @@ export class Hpke implements HpkeScheme {
   }
 
   private async dh(privateKey: Uint8Array, publicKey: Uint8Array): Promise<Uint8Array> {
-    const z = await this.parts.dh.dh(privateKey, publicKey);
-    // RFC 9180 §7.1.4: an all-zero X25519/X448 output means a small-order public key.
-    if (z.every((b) => b === 0)) throw new CryptoError("invalid-public-key", "DH produced the all-zero value");
-    return z;
+    return checkDh(await this.parts.dh.dh(privateKey, publicKey));
   }
 
   private async extractAndExpand(dh: Uint8Array, kemContext: Uint8Array): Promise<Uint8Array> {
@@ -175,9 +180,18 @@ export class Hpke implements HpkeScheme {
 
   private async encap(publicKey: Uint8Array): Promise<{ sharedSecret: Uint8Array; enc: Uint8Array }> {
     this.checkPublicKey(publicKey);
-    const ephemeral = await this.parts.dh.generateKeyPair();
-    const dh = await this.dh(ephemeral.privateKey, publicKey);
-    const enc = ephemeral.publicKey;
+    const group = this.parts.dh;
+    let enc: Uint8Array;
+    let dh: Uint8Array;
+    if (group.ephemeralDh) {
+      const e = await group.ephemeralDh(publicKey);
+      enc = e.publicKey;
+      dh = checkDh(e.dh);
+    } else {
+      const ephemeral = await group.generateKeyPair();
+      enc = ephemeral.publicKey;
+      dh = await this.dh(ephemeral.privateKey, publicKey);
+    }
     return { sharedSecret: await this.extractAndExpand(dh, concatBytes(enc, publicKey)), enc };
   }
 
@@ -193,11 +207,10 @@ export class Hpke implements HpkeScheme {
   private async keySchedule(sharedSecret: Uint8Array, info: Uint8Array): Promise<Context> {
     // psk_id_hash is the same for every base-mode context of this suite.
     this.pskIdHash ??= Promise.resolve(this.labeled.extract(EMPTY, label.pskIdHash, EMPTY));
-    const [pskIdHash, infoHash, secret] = await Promise.all([
-      this.pskIdHash,
-      this.labeled.extract(EMPTY, label.infoHash, info),
-      this.labeled.extract(sharedSecret, label.secret, EMPTY),
-    ]);
+    if (!this.lastInfo || !bytesEqual(this.lastInfo.info, info)) {
+      this.lastInfo = { info: info.slice(), hash: Promise.resolve(this.labeled.extract(EMPTY, label.infoHash, info)) };
+    }
+    const [pskIdHash, infoHash, secret] = await Promise.all([this.pskIdHash, this.lastInfo.hash, this.labeled.extract(sharedSecret, label.secret, EMPTY)]);
     return { secret, keyScheduleContext: concatBytes(Uint8Array.of(MODE_BASE), pskIdHash, infoHash) };
   }
 

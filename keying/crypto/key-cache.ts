@@ -1,4 +1,4 @@
-import { bytesEqual, toHex } from "../codec/bytes.js";
+import { bytesEqual } from "../codec/bytes.js";
 
 /**
  * Imported key handles (KeyObject, CryptoKey) are expensive to build from raw bytes, and MLS
@@ -28,6 +28,11 @@ export class SecretKeyCache<T> {
   }
 }
 
+/** One char per byte: a Map key built in one allocation (hex costs a string concatenation per byte). */
+function byteString(b: Uint8Array): string {
+  return String.fromCharCode.apply(null, b as unknown as number[]);
+}
+
 /** Public keys arrive in fresh arrays (decoded from messages), so they are cached by value, LRU-bounded. */
 export class PublicKeyCache<T> {
   private readonly entries = new Map<string, T>();
@@ -35,7 +40,7 @@ export class PublicKeyCache<T> {
   constructor(private readonly capacity = 512) {}
 
   get(publicKey: Uint8Array): T | undefined {
-    const k = toHex(publicKey);
+    const k = byteString(publicKey);
     const handle = this.entries.get(k);
     if (handle !== undefined) {
       this.entries.delete(k);
@@ -45,7 +50,7 @@ export class PublicKeyCache<T> {
   }
 
   set(publicKey: Uint8Array, handle: T): T {
-    const k = toHex(publicKey);
+    const k = byteString(publicKey);
     this.entries.delete(k);
     this.entries.set(k, handle);
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);

@@ -35,6 +35,11 @@ export interface DhGroup {
   generateKeyPair(): Awaitable<KeyPair>;
   publicKey(privateKey: Uint8Array): Awaitable<Uint8Array>;
   dh(privateKey: Uint8Array, publicKey: Uint8Array): Awaitable<Uint8Array>;
+  /**
+   * Encap's half of DHKEM: a fresh key pair's public key and its DH with `publicKey`. Optional; a backend
+   * offers it when keeping the ephemeral private key inside saves exporting and re-importing it.
+   */
+  ephemeralDh?(publicKey: Uint8Array): Awaitable<{ readonly publicKey: Uint8Array; readonly dh: Uint8Array }>;
 }
 
 /** Keys and signatures in the RFC 9420 encodings; lengths of keys are already checked. */

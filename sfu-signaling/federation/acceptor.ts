@@ -13,6 +13,7 @@ import { DsError } from "../errors.js";
 import { ConnectionRateLimiter, payloadBytes, type RateLimitOptions } from "../rate-limit.js";
 import { FederationError, linkError } from "./errors.js";
 import { freshNonce, isDomain, isNonce, signTranscript, verifyTranscript, type LinkTranscript } from "./identity.js";
+import type { LinkRequestEvent } from "./protocol.js";
 
 export interface InboundLink {
   /** The authenticated provider at the other end. */
@@ -28,23 +29,26 @@ export interface AcceptorOptions {
   readonly key: KeyObject;
   /** Public keys of the trusted providers, by domain. */
   readonly trusted: ReadonlyMap<string, KeyObject>;
-  readonly handlers: Readonly<Record<string, LinkHandler>>;
+  readonly handlers: Readonly<Record<LinkRequestEvent, LinkHandler>>;
   /** Events whose payload `id` names an action to perform at most once per peer. */
-  readonly once: ReadonlySet<string>;
-  readonly onLink: (link: InboundLink) => void;
+  readonly once: ReadonlySet<LinkRequestEvent>;
   readonly onLinkLost: (link: InboundLink) => void;
   readonly rateLimits: RateLimitOptions;
   readonly log: (line: string) => void;
 }
 
 const PROOF_TIMEOUT_MS = 10_000;
-/** Answers remembered per peer for retried `once` requests. */
+/**
+ * Answers remembered per peer for retried `once` requests: longer than any initiator keeps resending (its
+ * request deadline), and at most this many, so a busy link cannot grow the memory without bound.
+ */
+const REMEMBER_MS = 120_000;
 const REMEMBERED_REPLIES = 4096;
 
 export class LinkAcceptor {
   readonly namespace: Namespace;
   private readonly current = new Map<string, InboundLink>();
-  private readonly replies = new Map<string, Map<string, Promise<Record<string, unknown>>>>();
+  private readonly replies = new Map<string, Map<string, { readonly at: number; readonly result: Promise<Record<string, unknown>> }>>();
 
   constructor(private readonly o: AcceptorOptions) {
     this.namespace = o.io.of("/federation");
@@ -110,11 +114,10 @@ export class LinkAcceptor {
       }
       ack({ ok: true });
       this.o.log(`federation: ${peer} linked`);
-      this.o.onLink(link);
     });
     socket.emit("fed:challenge", { nonce: t.acceptorNonce, signature: signTranscript(this.o.key, "acceptor", t) });
 
-    for (const [event, handler] of Object.entries(this.o.handlers)) {
+    for (const [event, handler] of Object.entries(this.o.handlers) as [LinkRequestEvent, LinkHandler][]) {
       socket.on(event, (payload: unknown, ack: unknown) => {
         if (!link || this.current.get(peer) !== link) return;
         const reply = typeof ack === "function" ? (ack as (r: unknown) => void) : () => undefined;
@@ -139,17 +142,21 @@ export class LinkAcceptor {
   }
 
   /** Runs the handler; a repeated `once` request (same peer, same id) gets the first answer. */
-  private run(link: InboundLink, event: string, handler: LinkHandler, payload: unknown): Promise<Record<string, unknown>> {
+  private run(link: InboundLink, event: LinkRequestEvent, handler: LinkHandler, payload: unknown): Promise<Record<string, unknown>> {
     const id = this.o.once.has(event) && typeof payload === "object" && payload !== null ? (payload as Record<string, unknown>).id : undefined;
     if (typeof id !== "string" || id.length > 64) return handler(link, payload);
     let seen = this.replies.get(link.peer);
     if (!seen) this.replies.set(link.peer, (seen = new Map()));
+    const now = Date.now();
+    for (const [k, v] of seen) {
+      if (now - v.at <= REMEMBER_MS && seen.size < REMEMBERED_REPLIES) break;
+      seen.delete(k);
+    }
     const key = `${event}\n${id}`;
     const earlier = seen.get(key);
-    if (earlier) return earlier;
+    if (earlier) return earlier.result;
     const result = handler(link, payload);
-    seen.set(key, result);
-    if (seen.size > REMEMBERED_REPLIES) seen.delete(seen.keys().next().value!);
+    seen.set(key, { at: now, result });
     return result;
   }
 }

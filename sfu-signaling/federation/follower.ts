@@ -77,6 +77,9 @@ export interface FollowerOptions {
   readonly log: (line: string) => void;
 }
 
+/** Remote groups remembered without a mirror (seen by a room:join or a Welcome). */
+const MAX_KNOWN_GROUPS = 10_000;
+
 const SOCKET_MIRRORS = Symbol("federated groups");
 type TrackedSocket = Socket & { [SOCKET_MIRRORS]?: Set<string> };
 
@@ -97,7 +100,15 @@ export class FollowerRole {
   }
 
   learnHub(groupId: string, hub: string): void {
+    // Groups seen in passing (a room:join, a Welcome) are remembered a while; mirrored ones until they end.
+    this.hubs.delete(groupId);
     this.hubs.set(groupId, hub);
+    if (this.hubs.size > MAX_KNOWN_GROUPS) {
+      for (const id of this.hubs.keys()) {
+        if (this.hubs.size <= MAX_KNOWN_GROUPS) break;
+        if (!this.mirrors.has(id)) this.hubs.delete(id);
+      }
+    }
   }
 
   /** Metadata of a followed group (for tests and operators). */
@@ -123,7 +134,7 @@ export class FollowerRole {
       ),
     );
     const hub = answers.find((a) => a !== undefined);
-    if (hub) this.hubs.set(groupId, hub);
+    if (hub) this.learnHub(groupId, hub);
     return hub;
   }
 
@@ -134,7 +145,7 @@ export class FollowerRole {
   /** Remembers the hub of a group named in a reply (a snapshot, or a refusal carrying one). */
   private learn(hub: string, group: unknown): void {
     const snapshot = parse(this.o.schemas.optionalSnapshot, group);
-    if (snapshot) this.hubs.set(snapshot.groupId, hub);
+    if (snapshot) this.learnHub(snapshot.groupId, hub);
   }
 
   private async actLearning(hub: string, principal: Principal, event: string, payload: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -212,7 +223,7 @@ export class FollowerRole {
 
   async unsubscribe(principal: Principal, socket: Socket, groupId: string): Promise<Record<string, unknown>> {
     const m = this.mirrors.get(groupId);
-    if (m) await this.release(m, principal, socket, "group:unsubscribe");
+    if (m) await this.release(m, principal, socket);
     return {};
   }
 
@@ -250,15 +261,16 @@ export class FollowerRole {
   socketGone(principal: Principal, socket: Socket): void {
     for (const groupId of (socket as TrackedSocket)[SOCKET_MIRRORS] ?? []) {
       const m = this.mirrors.get(groupId);
-      if (m) void this.release(m, principal, socket, "group:unsubscribe").catch((e) => this.o.log(`federation: presence update for ${groupId.slice(0, 16)} failed: ${String(e)}`));
+      if (m) void this.release(m, principal, socket).catch((e) => this.o.log(`federation: presence update for ${groupId.slice(0, 16)} failed: ${String(e)}`));
     }
   }
 
-  private async release(m: Mirror, principal: Principal, socket: Socket, event: "group:unsubscribe"): Promise<void> {
+  /** The socket stops following the group; the hub hears it when it was the member's last one here. */
+  private async release(m: Mirror, principal: Principal, socket: Socket): Promise<void> {
     await socket.leave(m.fanoutRoom);
     const last = this.dropSocket(m, memberId(principal), socket);
     try {
-      if (last) await this.act(m.hub, principal, event, { groupId: m.groupId });
+      if (last) await this.act(m.hub, principal, "group:unsubscribe", { groupId: m.groupId });
     } finally {
       this.retireIfIdle(m);
     }
@@ -297,6 +309,10 @@ export class FollowerRole {
       try {
         const reply = parse(this.o.schemas.followReply, await this.o.link(m.hub).request("fed:follow", { groupId: m.groupId, after: m.head }));
         const g = reply.group;
+        // A mirror started after the end of the hub's log (a subscriber's bogus `after`) would drop real
+        // entries as duplicates: it starts at the hub's head instead. Live entries may overtake this answer,
+        // so a mirror that holds entries is right by construction and kept.
+        if (m.entries.length === 0 && m.head > reply.head) m.base = m.head = reply.head;
         m.room = g.room;
         m.suite = g.suite;
         this.rooms.set(g.room, m.groupId);

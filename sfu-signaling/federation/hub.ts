@@ -52,8 +52,10 @@ class RemoteDevice {
 
 interface Stream {
   readonly link: InboundLink;
-  /** Highest seq sent on this stream. */
+  /** Highest seq sent on this stream (or the seq it started after). */
   head: number;
+  /** Highest seq actually sent on this stream (0: none). */
+  sent: number;
   /** Replaying: live entries wait in `held`. */
   replaying: boolean;
   readonly held: { entry: WireEntry; next: NextEpoch | undefined }[];
@@ -111,31 +113,37 @@ export class HubRole {
   private push(s: Stream, entry: WireEntry, next: NextEpoch | undefined): void {
     if (entry.seq <= s.head) return;
     s.head = entry.seq;
+    s.sent = entry.seq;
     s.link.socket.emit("fed:entry", next ? { groupId: entry.groupId, entry, next: { groupInfo: next.groupInfo, tree: next.tree } } : { groupId: entry.groupId, entry });
   }
 
-  /** Starts (or restarts) the peer's stream of the group after `after`; answers with the current snapshot. */
-  async follow(link: InboundLink, groupId: string, after: number): Promise<{ group: GroupSnapshot }> {
+  /**
+   * Starts (or restarts) the peer's stream of the group after `after` (at most the log's head); answers
+   * with the current snapshot and `head`, the log's head as far as this stream has reached it (entries
+   * held during the replay are sent before the answer, so they may be newer than the snapshot).
+   */
+  async follow(link: InboundLink, groupId: string, after: number): Promise<{ group: GroupSnapshot; head: number }> {
     const record = await this.ds.store.getGroup(groupId);
     if (!record) throw new DsError("unknown-group", "no such group");
     if (record.closed) throw new DsError("group-closed", "the call has ended");
     let byPeer = this.streams.get(groupId);
     if (!byPeer) this.streams.set(groupId, (byPeer = new Map()));
-    const stream: Stream = { link, head: after, replaying: true, held: [] };
+    const stream: Stream = { link, head: Math.min(after, record.seq), sent: 0, replaying: true, held: [] };
     byPeer.set(link.peer, stream);
+    let current;
     try {
       for (;;) {
         const page = await this.ds.store.readLog(groupId, stream.head, 200);
         if (page.length === 0 || this.streams.get(groupId)?.get(link.peer) !== stream) break;
         for (const e of page) this.push(stream, wireEntry(groupId, e), undefined);
       }
-      const current = await this.ds.store.getGroup(groupId);
+      current = await this.ds.store.getGroup(groupId);
       if (!current || current.closed) throw new DsError("group-closed", "the call has ended");
-      return { group: snapshotOf(current) };
     } finally {
       stream.replaying = false;
       for (const h of stream.held.splice(0)) this.push(stream, h.entry, h.next);
     }
+    return { group: snapshotOf(current), head: Math.max(current.seq, stream.sent) };
   }
 
   unfollow(link: InboundLink, groupId: string): void {

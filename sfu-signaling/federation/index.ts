@@ -30,7 +30,7 @@ import { HubRole } from "./hub.js";
 import { importPublicKey, isDomain, providerOfRoom, providerOfUser, type ProviderKey } from "./identity.js";
 import { KeyPackageFederation } from "./keypackages.js";
 import { PeerLink, type TrustedPeer } from "./link.js";
-import type { DeviceChange, HubToken } from "./protocol.js";
+import type { DeviceChange, HubToken, LinkPushEvent, LinkRequestEvent } from "./protocol.js";
 import type { RosterEntry } from "./roster.js";
 import { DEVICE, linkSchemas, type LinkSchemas } from "./schemas.js";
 
@@ -66,7 +66,7 @@ export class FederationConfigError extends Error {
 }
 
 const LINK_LIMITS: RateLimitOptions = { eventsPerSecond: 2000, eventBurst: 10_000, bytesPerSecond: 64 << 20, byteBurst: 256 << 20, disconnectAfter: 5000 };
-const ONCE = new Set(["fed:act", "fed:claim", "fed:welcome", "fed:device", "fed:token"]);
+const ONCE: ReadonlySet<LinkRequestEvent> = new Set<LinkRequestEvent>(["fed:act", "fed:claim", "fed:welcome", "fed:device", "fed:token"]);
 const GROUP_EVENTS: ReadonlySet<string> = new Set<DsRequestEvent>(["group:subscribe", "group:unsubscribe", "group:send", "group:ack", "group:leave", "group:report"]);
 
 interface Peer extends TrustedPeer {
@@ -88,6 +88,7 @@ export class Federation implements DsExtension {
   private followerRole: FollowerRole | undefined;
   private keyPackages: KeyPackageFederation | undefined;
   private acceptor: LinkAcceptor | undefined;
+  private closing = false;
 
   constructor(private readonly config: FederationConfig) {
     if (!isDomain(config.domain)) throw new FederationConfigError(`"${config.domain}" is not a lower-case domain name`);
@@ -162,7 +163,7 @@ export class Federation implements DsExtension {
       log: this.log,
     }));
     const s = this.schemas;
-    const handlers: Record<string, LinkHandler> = {
+    const handlers: Record<LinkRequestEvent, LinkHandler> = {
       "fed:act": (link, payload) => {
         const x = parse(s.act, payload);
         return hub.act(link, x.user, x.device, x.event, x.payload);
@@ -192,7 +193,6 @@ export class Federation implements DsExtension {
       trusted: new Map([...this.peers].map(([d, p]) => [d, p.key])),
       handlers,
       once: ONCE,
-      onLink: () => undefined,
       onLinkLost: (link) => hub.linkLost(link),
       rateLimits: { ...LINK_LIMITS, ...this.config.linkRateLimits },
       log: this.log,
@@ -228,6 +228,9 @@ export class Federation implements DsExtension {
       case "kp:claim": {
         const provider = providerOfUser(p.user as string);
         if (!provider || !this.peers.has(provider)) return undefined;
+        // Providers vouch only for their own users: a guest here (client fan-out) claims through its own DS.
+        const home = providerOfUser(principal.user);
+        if (home !== undefined && this.peers.has(home)) return Promise.reject(new DsError("unauthorized", `claims of ${principal.user} go through ${home}`));
         return userFacing(this.keyPackages!.claimRemote(principal, provider, p.user as string, p.suites as number[]).then((r) => ({ ...r })));
       }
       case "kp:upload":
@@ -238,6 +241,7 @@ export class Federation implements DsExtension {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     this.acceptor?.close();
     for (const link of this.links.values()) link.close();
     this.links.clear();
@@ -273,7 +277,7 @@ export class Federation implements DsExtension {
     return link;
   }
 
-  private push(peer: string, event: string, payload: unknown): void {
+  private push(peer: string, event: LinkPushEvent, payload: unknown): void {
     try {
       if (event === "fed:entry") this.followerRole?.entry(peer, payload);
       else if (event === "fed:closed") this.followerRole?.closed(peer, payload);
@@ -334,6 +338,9 @@ export class Federation implements DsExtension {
   private upload(principal: Principal, socket: Socket, p: Record<string, unknown>): Promise<Record<string, unknown>> {
     const ds = this.ds!;
     return (async () => {
+      // A user of another provider (connected here for client fan-out) publishes at its own provider.
+      const home = providerOfUser(principal.user);
+      if (home !== undefined && this.peers.has(home)) throw new DsError("unauthorized", `KeyPackages of ${principal.user} are published at ${home}`);
       const before = await ds.store.keyPackageInventory(principal.user, Math.floor(Date.now() / 1000));
       const reply = await ds.dispatch("kp:upload", principal, socket, p);
       if (!before.some((d) => d.device === principal.device)) this.deviceChanged(principal.user, principal.device, "added");
@@ -393,7 +400,7 @@ export class Federation implements DsExtension {
       this.deviceChanged(principal.user, device, "removed");
       return {};
     });
-    socket.on("disconnect", () => this.followerRole?.socketGone(principal, socket));
+    socket.on("disconnect", () => !this.closing && this.followerRole?.socketGone(principal, socket));
   }
 
   private async hubToken(principal: Principal, room: string): Promise<HubToken> {

@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import { io, type Socket } from "socket.io-client";
 import { FederationError, fromLinkError } from "./errors.js";
 import { freshNonce, signTranscript, verifyTranscript, type LinkTranscript } from "./identity.js";
+import type { LinkPushEvent, LinkRequestEvent, LinkRequests } from "./protocol.js";
 
 export interface TrustedPeer {
   readonly domain: string;
@@ -32,7 +33,7 @@ export interface PeerLinkOptions {
   /** Called when an authenticated link drops (it reconnects on its own). */
   readonly onDown?: () => void;
   /** A push from the peer (only once authenticated). */
-  readonly onPush: (event: string, payload: unknown) => void;
+  readonly onPush: (event: LinkPushEvent, payload: unknown) => void;
   readonly log: (line: string) => void;
   /** Default deadline of a request, including waits for the link. */
   readonly requestTimeoutMs: number;
@@ -42,7 +43,7 @@ export interface PeerLinkOptions {
 
 type State = "idle" | "connecting" | "ready" | "refused" | "closed";
 
-const PUSHES = ["fed:entry", "fed:closed", "fed:device"] as const;
+const PUSHES: readonly LinkPushEvent[] = ["fed:entry", "fed:closed", "fed:device"];
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 interface Waiter {
@@ -94,7 +95,7 @@ export class PeerLink {
    * Sends a request and returns the peer's reply fields; a refusal is re-raised as the peer's error
    * (DsError or FederationError). `once`: the peer must act at most once, even when this is sent again.
    */
-  async request(event: string, payload: Record<string, unknown>, options: { once?: boolean; timeoutMs?: number } = {}): Promise<Record<string, unknown>> {
+  async request<E extends LinkRequestEvent>(event: E, payload: LinkRequests[E], options: { once?: boolean; timeoutMs?: number } = {}): Promise<Record<string, unknown>> {
     const deadline = Date.now() + (options.timeoutMs ?? this.o.requestTimeoutMs);
     const body = options.once ? { ...payload, id: randomBytes(16).toString("base64url") } : payload;
     for (;;) {
@@ -113,7 +114,7 @@ export class PeerLink {
   }
 
   /** Sends without waiting for an answer or a link; dropped when the link is down. */
-  notify(event: string, payload: Record<string, unknown>): void {
+  notify<E extends LinkRequestEvent>(event: E, payload: LinkRequests[E]): void {
     if (this.ready) this.socket!.emit(event, payload);
   }
 

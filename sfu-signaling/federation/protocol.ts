@@ -32,31 +32,39 @@ export interface HubToken {
   readonly token: string;
 }
 
-/** Requests an initiator sends on a link, with their payloads. */
+/**
+ * Requests an initiator sends on a link, with their payloads. Those sent `once` also carry an `id` (added by
+ * the link), which the acceptor keeps for a while: a copy sent again after a dropped link gets the first
+ * copy's answer instead of acting twice.
+ */
 export interface LinkRequests {
   /**
    * Runs a client request at the hub for a user of the initiator's provider (never another's): room:join,
    * ds:external-sender, group:create, group:send, group:subscribe / group:unsubscribe (the device's
-   * presence: it follows the call at its own DS), group:leave, group:report. `id` makes a retry after a
-   * dropped link return the first answer instead of acting twice.
+   * presence: it follows the call at its own DS), group:leave, group:report. Once.
    */
-  "fed:act": { id: string; user: string; device: string; event: string; payload: Record<string, unknown> };
-  /** Replays the group's log after `after` as `fed:entry` pushes, then pushes live entries; reply `{ group }`. */
+  "fed:act": { user: string; device: string; event: string; payload: Record<string, unknown> };
+  /**
+   * Replays the group's log after `after` as `fed:entry` pushes, then pushes live entries; reply
+   * `{ group, head }` (the snapshot, and the log's head as far as the stream has reached it).
+   */
   "fed:follow": { groupId: string; after: number };
   "fed:unfollow": { groupId: string };
-  /** Log entries after `after` (at most `limit`); reply `{ entries }`. */
+  /** Log entries after `after` (at most `limit`, at most 8); reply `{ entries }`. */
   "fed:read": { groupId: string; after: number; limit: number };
   /** Whether the acceptor hosts this open group; reply `{ hosted }`. */
   "fed:locate": { groupId: string };
-  /** A KeyPackage claim for a user of the acceptor's provider; reply: the DS's ClaimResult. */
+  /** A KeyPackage claim for a user of the acceptor's provider; reply: the DS's ClaimResult. Once. */
   "fed:claim": { requester: string; user: string; suites: number[] };
-  /** A Welcome for devices whose KeyPackages the acceptor handed to the initiator; reply `{ delivered }`. */
+  /** A Welcome for devices whose KeyPackages the acceptor handed to the initiator; reply `{ delivered }`. Once. */
   "fed:welcome": { groupId: string; hub: string; seq: number; welcome: Uint8Array };
-  /** A device change of a user of the initiator's provider, for a group the acceptor hosts. */
-  "fed:device": { groupId: string; user: string; device: string; change: "added" | "removed" };
-  /** A hub token for a user of the initiator's provider; reply HubToken without `hub` (url optional). */
+  /** A device change of a user of the initiator's provider, for a group the acceptor hosts. Once. */
+  "fed:device": DeviceChange;
+  /** A hub token for a user of the initiator's provider; reply `{ token, url? }`. Once. */
   "fed:token": { user: string; device: string; room: string };
 }
+
+export type LinkRequestEvent = keyof LinkRequests;
 
 /** What the hub pushes to a follower on the follower's link. */
 export interface LinkPushes {
@@ -65,3 +73,5 @@ export interface LinkPushes {
   "fed:closed": { groupId: string };
   "fed:device": DeviceChange;
 }
+
+export type LinkPushEvent = keyof LinkPushes;

@@ -50,7 +50,7 @@ export function linkSchemas(maxPayload: number) {
     entryPush: obj({ groupId: GROUP_ID, entry, next: optional(obj({ groupInfo: mls, tree: mls })) }),
     closedPush: obj({ groupId: GROUP_ID }),
     entries: obj({ entries: arr(entry, { max: 64 }) }),
-    followReply: obj({ group: snapshot }),
+    followReply: obj({ group: snapshot, head: SEQ }),
     optionalSnapshot: optional(snapshot),
   };
 }

@@ -2,10 +2,12 @@
  * For the federation tests: several providers on loopback, each a real DS with the federation extension.
  * Every DS-to-DS link goes through a TCP proxy in front of the accepting DS, so a test can cut a provider's
  * incoming links and keep them down (`down = true`) while its users carry on; clients connect to their DS
- * directly.
+ * directly. Or several providers as processes (startProviderProcesses), as they are deployed.
  */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { TokenAuthority, type Principal } from "../../sfu-signaling/auth.js";
-import { createFederation, generateProviderKey, type Federation, type ProviderKey, type TrustedPeer } from "../../sfu-signaling/federation/index.js";
+import { createFederation, exportProviderKey, generateProviderKey, type Federation, type ProviderKey, type TrustedPeer } from "../../sfu-signaling/federation/index.js";
 import { startDs, type RunningDs } from "../../sfu-signaling/server.js";
 import { SqliteStore } from "../../sfu-signaling/store/sqlite.js";
 import type { LogEntry, Store } from "../../sfu-signaling/store/store.js";
@@ -106,14 +108,8 @@ export async function stopProviders(providers: Map<string, Provider>): Promise<v
   }
 }
 
-/** A CallSession for `user@provider` connected to `via` (its own DS, or the hub with a hub token). */
-export async function federatedPeer(
-  via: { url: string; token: string },
-  name: string,
-  room: string,
-  options: Partial<CallSessionOptions> = {},
-): Promise<Peer> {
-  const connection = await DsConnection.connect({ url: via.url, token: via.token, transports: ["websocket"] });
+/** A CallSession of `name` over an open connection (to its own DS, or to the hub for client fan-out). */
+export function sessionPeer(connection: DsConnection, name: string, room: string, options: Partial<CallSessionOptions> = {}): Peer {
   const session = new CallSession({ connection, room, ...options });
   const peer: Peer = { name, session, connection, epochs: [], errors: [], messages: [], closed: undefined };
   session.on("epoch", (e) => peer.epochs.push(e));
@@ -123,9 +119,13 @@ export async function federatedPeer(
   return peer;
 }
 
+export async function connectTo(provider: Provider, user: string, device = "d1"): Promise<DsConnection> {
+  return DsConnection.connect({ url: provider.ds.url, token: await provider.token({ user, device }), transports: ["websocket"] });
+}
+
 /** `user@domain` on its own DS (server fan-out). */
 export async function homePeer(provider: Provider, user: string, room: string, options: Partial<CallSessionOptions> = {}, device = "d1"): Promise<Peer> {
-  return federatedPeer({ url: provider.ds.url, token: await provider.token({ user, device }) }, user, room, options);
+  return sessionPeer(await connectTo(provider, user, device), user, room, options);
 }
 
 export async function fullLog(store: Store, groupId: string): Promise<LogEntry[]> {
@@ -135,4 +135,77 @@ export async function fullLog(store: Store, groupId: string): Promise<LogEntry[]
     if (page.length === 0) return out;
     out.push(...page);
   }
+}
+
+export interface DsProcess {
+  readonly domain: string;
+  readonly url: string;
+  readonly linkUrl: string;
+  readonly tokens: TokenAuthority;
+  token(p: Partial<Principal> & { user: string }): Promise<string>;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+/**
+ * Providers as separate processes (`npm start`'s main.ts, configured through the DS_FEDERATION_* variables),
+ * each behind a proxy whose port the others are configured with.
+ */
+export async function startProviderProcesses(domains: readonly string[], leaveGraceMs = 5000): Promise<DsProcess[]> {
+  const keys = new Map(domains.map((d) => [d, generateProviderKey()]));
+  const ports = new Map<string, number>();
+  const proxies = new Map<string, TcpProxy>();
+  for (const d of domains) proxies.set(d, await startTcpProxy(() => ports.get(d)));
+  const started = await Promise.all(
+    domains.map(async (d) => {
+      const secret = `federation-process-secret-${d}-0123456789`;
+      const peers = domains.filter((x) => x !== d).map((x) => ({ domain: x, url: `http://127.0.0.1:${proxies.get(x)!.port}`, publicKey: keys.get(x)!.publicKey }));
+      const env = { ...process.env, DS_FEDERATION_DOMAIN: d, DS_FEDERATION_KEY: exportProviderKey(keys.get(d)!), DS_FEDERATION_PEERS: JSON.stringify(peers) };
+      const child = spawn(process.execPath, ["--import", "tsx", "sfu-signaling/main.ts", "--port", "0", "--data-dir", ":memory:", "--no-dev", "--jwt-secret", secret, "--leave-grace-ms", String(leaveGraceMs)], {
+        cwd: ROOT,
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let output = "";
+      child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
+      child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.kill("SIGKILL");
+          reject(new Error(`${d} did not start:\n${output.slice(-3000)}`));
+        }, 60_000);
+        child.once("exit", (code) => {
+          clearTimeout(timer);
+          reject(new Error(`${d} exited (${code}):\n${output.slice(-3000)}`));
+        });
+        child.stdout!.on("data", () => {
+          const m = /Conclave DS listening on (http:\/\/\S+)/.exec(output);
+          if (!m) return;
+          clearTimeout(timer);
+          resolve(m[1]!);
+        });
+      });
+      ports.set(d, Number(new URL(url).port));
+      const tokens = new TokenAuthority(new TextEncoder().encode(secret));
+      const proxy = proxies.get(d)!;
+      const ds: DsProcess = {
+        domain: d,
+        url,
+        linkUrl: `http://127.0.0.1:${proxy.port}`,
+        tokens,
+        token: (p) => tokens.issue({ device: "d1", rooms: ["*"], ...p }, 3600),
+        output: () => output,
+        async stop() {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+          await exited;
+          await proxy.close();
+        },
+      };
+      return ds;
+    }),
+  );
+  return started;
 }

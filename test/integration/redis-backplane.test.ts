@@ -127,7 +127,7 @@ describe("Redis backplane", () => {
 
     const disconnectsBefore = node1.disconnects.length;
     target = node2.port;
-    proxy.cutAll();
+    proxy.cut();
     await until(() => node1.disconnects.length > disconnectsBefore, "node 1 to notice the broken connection");
     await until(async () => (await inspect.keys(`${prefix}sio:session:*`)).length > 0, "the session to be stored in Redis");
     // Sent while c is away, from either node.

@@ -4,7 +4,7 @@
  * nodes; Redis crashes and comes back from its AOF; a node is killed and its participants carry on
  * through the other. Every epoch must be the same on every screen and once in the log.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import { CallSession } from "../../client/call-session.js";
 import { DsConnection } from "../../client/ds-connection.js";
 import { TokenAuthority } from "../../sfu-signaling/auth.js";
@@ -14,6 +14,8 @@ import { allAt, describePeers, epochOf, fingerprint, until, type Peer } from "./
 import { CLUSTER_JWT_SECRET, dsSupportsRedis, startCluster, type TestCluster } from "./redis-cluster.js";
 
 const ROOM = "all-hands";
+const GRACE_MS = 2000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Slow back-offs, so "the lowest member commits" stays true however loaded the machine is. */
 const SLOW_BACKOFF = { commitPolicy: { backoffStepMs: 5000, maxBackoffMs: 20_000 } };
 
@@ -24,13 +26,21 @@ describe.skipIf(!dsSupportsRedis())("two DS nodes on one Redis", () => {
   const peers: Peer[] = [];
   /** Node index of each peer's first connection. */
   const nodeOf = new Map<Peer, number>();
+  /** How often each peer's connection dropped and came back. */
+  const drops = new Map<Peer, { lost: number; back: number }>();
   let groupId: string;
   let chats = 0;
   let outageJoiner: Peer | undefined;
 
   beforeAll(async () => {
-    cluster = await startCluster({ nodes: 2, leaveGraceMs: 2000 });
+    cluster = await startCluster({ nodes: 2, leaveGraceMs: GRACE_MS });
     store = await RedisStore.connect({ url: cluster.redis.url, keyPrefix: cluster.keyPrefix });
+  });
+  beforeEach(() => {
+    onTestFailed(() => {
+      console.log(`peers: ${describePeers(present())}`);
+      for (const n of cluster.nodes) console.log(`--- ${n.name} (${n.alive ? "alive" : "dead"}):\n${n.output().slice(-4000)}`);
+    });
   });
   afterAll(async () => {
     for (const p of peers) p.connection.close();
@@ -49,6 +59,10 @@ describe.skipIf(!dsSupportsRedis())("two DS nodes on one Redis", () => {
     session.on("message", (m) => peer.messages.push(m));
     session.on("closed", ({ reason }) => (peer.closed = reason));
     nodeOf.set(peer, cluster.placements[before]!);
+    const d = { lost: 0, back: 0 };
+    drops.set(peer, d);
+    connection.on("disconnected", () => d.lost++);
+    connection.on("connected", ({ reconnect }) => reconnect && d.back++);
     peers.push(peer);
     return peer;
   }
@@ -81,6 +95,19 @@ describe.skipIf(!dsSupportsRedis())("two DS nodes on one Redis", () => {
   function errors(joiner?: Peer): unknown[] {
     return peers.flatMap((p) =>
       p.errors.filter((e) => !(p === joiner && e.code === "message-undecryptable" && String(e.error).includes("wrong-epoch"))),
+    );
+  }
+
+  /** Entries the DS itself sent (its Remove proposals) after `from` entries. */
+  async function dsProposalsAfter(from: number): Promise<LogEntry[]> {
+    return (await fullLog()).slice(from).filter((e) => e.sender === "ds");
+  }
+
+  /** Waits until every peer whose connection dropped is connected again. */
+  async function reconnected(): Promise<void> {
+    await until(
+      () => present().every((p) => drops.get(p)!.back >= drops.get(p)!.lost && p.connection.connected),
+      () => `reconnections: ${present().map((p) => `${p.name} ${drops.get(p)!.lost}/${drops.get(p)!.back}`).join(", ")}`,
     );
   }
 
@@ -137,12 +164,32 @@ describe.skipIf(!dsSupportsRedis())("two DS nodes on one Redis", () => {
     const join = joiner.session.join();
     const chatting = Promise.all([peers[4]!, peers[5]!].map(async (p) => ({ from: p, text: await chat(p) })));
     await cluster.redis.start();
+    await until(() => joiner.session.joined, () => `the joiner to get in: ${describePeers([joiner])}`);
     await join;
     await agreeAt(before + 1n);
     await delivered(await chatting, present().filter((p) => p !== joiner));
     await oneHistory(before + 1n);
     expect(errors(joiner)).toEqual([]);
     outageJoiner = joiner;
+  });
+
+  it("keeps participants whose connections broke and who came back through the other node", async () => {
+    const epoch = epochOf(peers[0]!);
+    const logBefore = (await fullLog()).length;
+    const placed = cluster.placements.length;
+    // A network failure between the balancer and node 2, which stays up: its participants reconnect, and
+    // the round-robin sends about half of them to node 1.
+    cluster.balancer.cut(cluster.nodes[1]!.port);
+    await until(() => present().some((p) => drops.get(p)!.lost > 0), () => "the cut to be noticed");
+    await reconnected();
+    expect(cluster.placements.slice(placed)).toContain(0);
+    // Node 2 started their grace when they dropped; when it runs out they are present on node 1.
+    await sleep(2 * GRACE_MS + 1000);
+    const barrier = { from: peers[3]!, text: await chat(peers[3]!) };
+    await delivered([barrier]);
+    expect(await dsProposalsAfter(logBefore)).toEqual([]);
+    expect(present()).toHaveLength(peers.length);
+    expect(epochOf(peers[0]!)).toBe(epoch);
   });
 
   it("keeps a call going when a node is killed: its participants resume on the other node, nothing acknowledged lost or duplicated", async () => {
@@ -179,6 +226,21 @@ describe.skipIf(!dsSupportsRedis())("two DS nodes on one Redis", () => {
     await leaver.session.leave();
     await agreeAt(epoch + 2n);
     expect(peers[0]!.session.currentEpoch!.members.map((m) => m.identity)).not.toContain(`${leaver.name}/d1`);
+    await oneHistory(epoch + 2n);
+    expect(errors(outageJoiner)).toEqual([]);
+  });
+
+  it("lets a restarted node serve the running call without removing anyone", async () => {
+    const epoch = epochOf(present()[0]!);
+    const logBefore = (await fullLog()).length;
+    await cluster.replaceNode(0);
+    // Its start gave every member of the call a grace period; all of them are on the other node.
+    await sleep(2 * GRACE_MS + 1000);
+    const joiners = [await connect("after-restart-1"), await connect("after-restart-2")];
+    expect(joiners.map((p) => nodeOf.get(p))).toContain(0);
+    for (const p of joiners) await p.session.join();
+    await agreeAt(epoch + 2n);
+    expect(await dsProposalsAfter(logBefore)).toEqual([]);
     await oneHistory(epoch + 2n);
     expect(errors(outageJoiner)).toEqual([]);
   });

@@ -33,13 +33,19 @@ export interface DsNodeOptions {
   readonly keyPrefix: string;
   readonly name: string;
   readonly leaveGraceMs: number;
+  /** Development mode (GET /dev/token, the token key shared through Redis) instead of CLUSTER_JWT_SECRET. */
+  readonly devMode?: boolean;
 }
 
 export function startDsNode(o: DsNodeOptions): Promise<DsNode> {
   const child: ChildProcess = spawn(
     process.execPath,
     // A node that ignored REDIS_URL must not leave a SQLite file behind: hence ":memory:".
-    ["--import", "tsx", "sfu-signaling/main.ts", "--port", "0", "--data-dir", ":memory:", "--no-dev", "--jwt-secret", CLUSTER_JWT_SECRET, "--leave-grace-ms", String(o.leaveGraceMs), "--name", o.name],
+    [
+      ...["--import", "tsx", "sfu-signaling/main.ts", "--port", "0", "--data-dir", ":memory:"],
+      ...(o.devMode ? ["--dev"] : ["--no-dev", "--jwt-secret", CLUSTER_JWT_SECRET]),
+      ...["--leave-grace-ms", String(o.leaveGraceMs), "--name", o.name],
+    ],
     { cwd: ROOT, env: { ...process.env, REDIS_URL: o.redisUrl, DS_REDIS_PREFIX: o.keyPrefix }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
@@ -89,18 +95,22 @@ export interface TestCluster {
   readonly keyPrefix: string;
   /** Node index of each connection the balancer placed, in order. */
   readonly placements: number[];
+  readonly balancer: TcpProxy;
+  /** Starts a fresh process in place of node `i` (after it was killed). */
+  replaceNode(i: number): Promise<DsNode>;
   close(): Promise<void>;
 }
 
-export async function startCluster(options: { nodes: number; leaveGraceMs: number; keyPrefix?: string }): Promise<TestCluster> {
+export async function startCluster(options: { nodes: number; leaveGraceMs: number; keyPrefix?: string; devMode?: boolean }): Promise<TestCluster> {
   const redis = await startRedis();
   const keyPrefix = options.keyPrefix ?? "conclave:";
   const nodes: DsNode[] = [];
+  const start = (i: number) => startDsNode({ redisUrl: redis.url, keyPrefix, name: `node-${i + 1}`, leaveGraceMs: options.leaveGraceMs, devMode: options.devMode });
   let proxy: TcpProxy | undefined;
   const placements: number[] = [];
   try {
     for (let i = 0; i < options.nodes; i++) {
-      nodes.push(await startDsNode({ redisUrl: redis.url, keyPrefix, name: `node-${i + 1}`, leaveGraceMs: options.leaveGraceMs }));
+      nodes.push(await start(i));
     }
     let turn = 0;
     proxy = await startTcpProxy(() => {
@@ -126,6 +136,12 @@ export async function startCluster(options: { nodes: number; leaveGraceMs: numbe
     url: `http://127.0.0.1:${balancer.port}`,
     keyPrefix,
     placements,
+    balancer,
+    async replaceNode(i) {
+      await nodes[i]!.kill("SIGKILL");
+      nodes[i] = await start(i);
+      return nodes[i]!;
+    },
     async close() {
       await balancer.close();
       for (const n of nodes) await n.kill("SIGTERM");

@@ -10,14 +10,14 @@ export interface TcpProxy {
   dropNextReply(): void;
   /** Whether the reply drop armed by dropNextReply() has happened. */
   readonly replyDropped: boolean;
-  /** Cuts every open connection, as a network failure would (new connections are accepted). */
-  cutAll(): void;
+  /** Cuts the open connections (those to one backend port, if given), as a network failure would; new ones are accepted. */
+  cut(backendPort?: number): void;
   close(): Promise<void>;
 }
 
 /** `pick` names the backend port for each new client connection (undefined: refuse it). */
 export async function startTcpProxy(pick: () => number | undefined): Promise<TcpProxy> {
-  const pairs = new Set<[Socket, Socket]>();
+  const pairs = new Map<[Socket, Socket], number>();
   let dropArmed = false;
   let dropped = false;
   const server = createServer((client) => {
@@ -28,8 +28,8 @@ export async function startTcpProxy(pick: () => number | undefined): Promise<Tcp
     }
     const backend = connect(port, "127.0.0.1");
     const pair: [Socket, Socket] = [client, backend];
-    pairs.add(pair);
-    const cut = () => {
+    pairs.set(pair, port);
+    const end = () => {
       pairs.delete(pair);
       client.destroy();
       backend.destroy();
@@ -39,22 +39,23 @@ export async function startTcpProxy(pick: () => number | undefined): Promise<Tcp
       if (dropArmed) {
         dropArmed = false;
         dropped = true;
-        cut();
+        end();
         return;
       }
       client.write(chunk);
     });
-    client.on("close", cut);
-    backend.on("close", cut);
-    client.on("error", cut);
-    backend.on("error", cut);
+    client.on("close", end);
+    backend.on("close", end);
+    client.on("error", end);
+    backend.on("error", end);
   });
-  const cutAll = () => {
-    for (const [a, b] of pairs) {
-      a.destroy();
-      b.destroy();
+  const cut = (backendPort?: number) => {
+    for (const [pair, port] of pairs) {
+      if (backendPort !== undefined && port !== backendPort) continue;
+      pairs.delete(pair);
+      pair[0].destroy();
+      pair[1].destroy();
     }
-    pairs.clear();
   };
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
@@ -66,9 +67,9 @@ export async function startTcpProxy(pick: () => number | undefined): Promise<Tcp
     get replyDropped() {
       return dropped;
     },
-    cutAll,
+    cut,
     async close() {
-      cutAll();
+      cut();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
