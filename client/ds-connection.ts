@@ -60,6 +60,12 @@ interface Subscription {
   delivered: number;
   /** A (re)subscription is being requested: pushes beyond `delivered + 1` are replays still to come. */
   resyncing: boolean;
+  /**
+   * Highest seq pushed during a resync beyond `delivered + 1` (0: none). Nodes of a multi-node DS publish
+   * after their own appends, so such a push may be one the replay does not cover: the resync that ends
+   * short of it asks again.
+   */
+  droppedDuringResync: number;
   ackWanted: number;
   ackSent: number;
   acking: boolean;
@@ -168,7 +174,7 @@ export class DsConnection extends Emitter<DsConnectionEvents> {
    */
   async subscribe(groupId: string, after: number, subscriber: GroupSubscriber): Promise<{ epoch: number; seq: number }> {
     if (this.subscriptions.has(groupId)) throw new Error(`already subscribed to group ${groupId.slice(0, 16)}`);
-    const sub: Subscription = { subscriber, delivered: after, resyncing: true, ackWanted: 0, ackSent: 0, acking: false };
+    const sub: Subscription = { subscriber, delivered: after, resyncing: true, droppedDuringResync: 0, ackWanted: 0, ackSent: 0, acking: false };
     this.subscriptions.set(groupId, sub);
     try {
       return await this.requestSubscription(groupId, sub);
@@ -204,6 +210,10 @@ export class DsConnection extends Emitter<DsConnectionEvents> {
     sub.resyncing = true;
     const reply = await this.request("group:subscribe", { groupId, after: sub.delivered });
     sub.resyncing = false;
+    if (sub.droppedDuringResync > sub.delivered) {
+      queueMicrotask(() => this.subscriptions.get(groupId) === sub && this.resubscribe(groupId, sub));
+    }
+    sub.droppedDuringResync = 0;
     const epoch = reply.epoch;
     const seq = reply.seq;
     if (typeof epoch !== "number" || typeof seq !== "number") throw new DsProtocolError("group:subscribe reply: missing epoch or seq");
@@ -278,6 +288,7 @@ export class DsConnection extends Emitter<DsConnectionEvents> {
     if (entry.seq !== sub.delivered + 1) {
       // A gap: live entries overtook a replay still to come (or one was lost): ask again from where we are.
       if (!sub.resyncing) this.resubscribe(entry.groupId, sub);
+      else sub.droppedDuringResync = Math.max(sub.droppedDuringResync, entry.seq);
       return;
     }
     sub.delivered = entry.seq;

@@ -1,5 +1,5 @@
 /**
- * The Store for several DS nodes: one Redis server (standalone, or a primary behind Sentinel) shared by all.
+ * The Store for several DS nodes: one Redis server shared by all.
  * Every write that must be atomic is one Lua script (redis-scripts.ts), so the ordering guarantee of the
  * SQLite store holds across processes: of two commits vetted against the same (epoch, seq) on two nodes,
  * exactly one is stored, and seqs have no gaps.
@@ -23,7 +23,12 @@
  *
  * Reconnection: the client reconnects by itself and queues commands meanwhile; a command whose reply
  * was lost with the connection is sent again, which the append and create scripts recognise by their
- * token (see APPEND).
+ * token (see APPEND). The other writes are idempotent, but for takeKeyPackage: its resend hands out the
+ * next KeyPackage, and the first one, deleted but never delivered, is wasted.
+ *
+ * Not for Redis Cluster: scripts touch keys of several hash slots (a group and its room, the KeyPackage
+ * indexes). Replicas (Sentinel) are untested here, and replication is asynchronous: a failover to a replica
+ * that lacks the last writes loses them, with the same fork risk as a crash without fsync.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
@@ -63,7 +68,7 @@ export interface RedisStoreOptions {
   readonly log?: (line: string) => void;
   /**
    * How many reconnection attempts a command waits through before it fails (ioredis's
-   * maxRetriesPerRequest). Default 20, about 20 s with the default back-off.
+   * maxRetriesPerRequest). Default 20, about 10 s with the default back-off.
    */
   readonly maxRetriesPerRequest?: number;
   /** Extra ioredis options (TLS, Sentinel...). */
@@ -115,7 +120,7 @@ function decodeEntry(seq: number, b: Buffer): LogEntry {
   return { seq, epoch: h.e, kind: h.k as LogKind, sender: h.s, message: bytes(b.subarray(cut + 1)), at: h.t };
 }
 
-/** A group hash from HGETALL (as an object) or from a script (as a flat field/value list). */
+/** A group from its hash's fields (HGETALL, or a script's reply through fieldsOf). */
 function groupOf(groupId: string, fields: Record<string, Buffer>): GroupRecord {
   const need = (name: string): Buffer => {
     const v = fields[name];
@@ -437,11 +442,10 @@ export class RedisStore implements Store {
 
   /** What the server's persistence guarantees, or undefined when CONFIG is not allowed (managed Redis). */
   async durability(): Promise<RedisDurability | undefined> {
+    const get = async (name: string) => ((await this.redis.config("GET", name)) as string[])[1] ?? "";
     try {
-      const [, appendonly = "", , appendfsync = ""] = [
-        ...((await this.redis.config("GET", "appendonly")) as string[]),
-        ...((await this.redis.config("GET", "appendfsync")) as string[]),
-      ];
+      const appendonly = await get("appendonly");
+      const appendfsync = await get("appendfsync");
       return { appendonly, appendfsync, crashSafe: appendonly === "yes" && appendfsync === "always" };
     } catch {
       return undefined;

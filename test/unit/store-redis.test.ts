@@ -175,6 +175,24 @@ describe("Redis store: bounded footprint", () => {
   });
 });
 
+describe("Redis store: connection", () => {
+  it("fails at once when Redis cannot be reached", async () => {
+    const closed = await startTcpProxy(() => undefined);
+    await expect(RedisStore.connect({ url: `redis://127.0.0.1:${closed.port}`, redis: { retryStrategy: () => null } })).rejects.toThrow();
+    await closed.close();
+  });
+
+  it("reports whether the server's persistence survives a crash, and where the data is", async () => {
+    const store = await RedisStore.connect({ url: redis.url, keyPrefix: "d:" });
+    try {
+      expect(await store.durability()).toEqual({ appendonly: "yes", appendfsync: "always", crashSafe: true });
+      expect(store.description).toBe(`redis://127.0.0.1:${redis.port} prefix d:`);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("Redis store: Redis restarts", () => {
   it("reconnects after a restart and continues the log without forking", async () => {
     const prefix = `restart-${n++}:`;
