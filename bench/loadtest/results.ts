@@ -136,6 +136,8 @@ export interface Environment {
    * Well below 1 while latencies are high means other work on the machine took the rest.
    */
   readonly machine_share: number | null;
+  /** Resident memory of the coordinator process (all participant workers included) once the call is full. */
+  readonly rss_mb_after_setup: number | null;
 }
 
 export function summaryMs(values: Iterable<number>): SummaryMs {

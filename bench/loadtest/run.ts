@@ -357,6 +357,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
   let fanout: DsFanout | null = null;
   let finals: FinalState[] = [];
   let cpuShare: number | null = null;
+  let rssAfterSetup: number | null = null;
 
   try {
     // Everyone connects first, so the joins below measure the MLS side only.
@@ -387,7 +388,8 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
         done = coordinator.installedCount(lastEpoch, memberIds());
         return done === present.size;
       },
-      batchTimeoutMs * 4,
+      // Joins do not wait for the members to process them: a large call may have a long backlog by now.
+      batchTimeoutMs * 4 + (joinEnd - joinStart),
       () => `every member at epoch ${lastEpoch} after the joins; ${present.size - done} are not`,
     );
     const setupEnd = now();
@@ -400,6 +402,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       join_window: joinWindow,
     };
     download = await joinerDownload(url, room);
+    rssAfterSetup = Math.round(process.memoryUsage().rss / 2 ** 20);
 
     // The measured phase.
     const setupEpoch = lastEpoch;
@@ -560,6 +563,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       loadavg_after: loadavg().map((l) => ms(l)),
       final_epoch: lastEpoch,
       machine_share: cpuShare,
+      rss_mb_after_setup: rssAfterSetup,
       seed,
     },
   };

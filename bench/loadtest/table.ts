@@ -31,6 +31,7 @@ export function resultTable(results: readonly LoadTestResult[]): string {
     ["epoch_authenticator", (r) => (r.diverged ? `DIVERGED (epochs ${r.divergent_epochs.slice(0, 5).join(",") || "final"})` : "identical")],
     ["unobserved installs", (r) => String(r.unobserved)],
     ["session errors", (r) => String(r.problems.length)],
+    ["participants' memory (RSS MB)", (r) => String(r.environment.rss_mb_after_setup ?? "-")],
     ["load average before/after", (r) => `${fmt(r.environment.loadavg_before[0], 2)} / ${fmt(r.environment.loadavg_after[0], 2)}`],
     ["machine share used (changes)", (r) => (r.environment.machine_share === null ? "-" : `${Math.round(r.environment.machine_share * 100)}%`)],
   ];

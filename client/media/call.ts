@@ -48,7 +48,7 @@ export interface CallJoinOptions {
    * protect each RTCRtpSender/RTCRtpReceiver with `call.e2ee`.
    */
   readonly transport?: "sfu" | "external";
-  /** Forces a transform API (default: RTCRtpScriptTransform where available, else createEncodedStreams). */
+  /** Forces a transform API (default: CallE2ee.support().api: createEncodedStreams in Chromium, else RTCRtpScriptTransform). */
   readonly transformApi?: TransformApi;
   readonly frameCrypto?: Partial<FrameCryptoOptions>;
   readonly session?: Pick<CallSessionOptions, "cipherSuite" | "sframeSuite" | "commitPolicy" | "provider">;

@@ -32,7 +32,7 @@ export interface CallE2eeOptions {
   readonly workerUrl: string | URL;
   /** The local participant's id, as other participants' receivers name it. */
   readonly selfId: string;
-  /** Forces one transform API (it must exist); default: RTCRtpScriptTransform where available. */
+  /** Forces one transform API (it must exist); default: CallE2ee.support().api. */
   readonly api?: TransformApi;
   readonly frameCrypto?: Partial<FrameCryptoOptions>;
   /** How long an epoch's keys may take to reach the worker before the call moves on regardless (default 2 s). */
@@ -50,11 +50,22 @@ export interface CallE2eeEvents {
 
 const STATUS_TICK_MS = 1000;
 
+function encodedStreamsAvailable(): boolean {
+  return typeof RTCRtpSender !== "undefined" && "createEncodedStreams" in RTCRtpSender.prototype && "createEncodedStreams" in RTCRtpReceiver.prototype;
+}
+
 export class CallE2ee extends Emitter<CallE2eeEvents> {
-  /** Whether this browser can encrypt media frames, and if not, why not. */
+  /**
+   * Whether this browser can encrypt media frames, and with which API. Chromium's createEncodedStreams is
+   * preferred over its RTCRtpScriptTransform: in Chromium 156, script transforms set while answering the
+   * first offer of a connection (before its transport exists) were silently bypassed, both on receivers and
+   * on the video sender, so clear frames went out and ciphertext went to the decoder; renegotiated
+   * receivers were transformed. createEncodedStreams transformed every stream in the same flows. Browsers
+   * without it (Firefox, Safari) use RTCRtpScriptTransform, their only API.
+   */
   static support(): E2eeSupport {
     const api = detectTransformApi();
-    if (api) return { api };
+    if (api) return { api: encodedStreamsAvailable() ? "encoded-streams" : api };
     return {
       api: undefined,
       reason:
@@ -76,7 +87,12 @@ export class CallE2ee extends Emitter<CallE2eeEvents> {
     super();
     this.selfId = options.selfId;
     this.installTimeoutMs = options.installTimeoutMs ?? 2000;
-    this.controller = new FrameCryptoController({ workerUrl: options.workerUrl, selfId: options.selfId, api: options.api, options: options.frameCrypto });
+    this.controller = new FrameCryptoController({
+      workerUrl: options.workerUrl,
+      selfId: options.selfId,
+      api: options.api ?? CallE2ee.support().api,
+      options: options.frameCrypto,
+    });
     const interval = options.frameCrypto?.statsIntervalMs ?? 1000;
     this.book = new E2eeStatusBook(options.selfId, Math.max(3000, 3 * interval));
     this.controller.addEventListener("stats", (e) => {

@@ -202,9 +202,9 @@ export class SfuClient extends Emitter<SfuClientEvents> {
       const transceiver = byMid.get(offer.publish[kind]);
       if (!transceiver) throw new Error(`the offer has no ${kind} m-line to publish on`);
       transceiver.direction = "sendonly";
+      this.protection.protectSender(transceiver.sender);
       const track = this.local[kind] ?? null;
       if (transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
-      this.protection.protectSender(transceiver.sender);
     }
     const next = new Map<string, RemoteTrack>();
     for (const t of offer.tracks) {

@@ -9,6 +9,7 @@
 import type { EpochChange, Member, MlsGroup } from "../mls/group.js";
 import { DEFAULT_SFRAME_SUITE, mlsBaseKey, sframeSuite, type SFrameSuiteId } from "../sframe/index.js";
 import { safetyCode } from "./safety-code.js";
+import { INSPECT, redacted } from "../redact.js";
 
 /** A member of the call as the UI names it: the basic credential's identity ("user/device"). */
 export interface CallMember {
@@ -65,6 +66,10 @@ export interface CallKeyringOptions {
 const ROSTER_HISTORY = 4;
 
 export class CallKeyring {
+  [INSPECT](): string {
+    return redacted("CallKeyring", { epoch: this.latest?.epoch });
+  }
+
   readonly sframeSuite: SFrameSuiteId;
   private latest: CallEpoch | undefined;
   private readonly rosters: { readonly epoch: bigint; readonly members: readonly CallMember[] }[] = [];

@@ -54,9 +54,19 @@ function generateJwk(nc: typeof NodeCrypto, type: "x25519" | "x448" | "ed25519" 
   return generate(type, { publicKeyEncoding: { format: "jwk" }, privateKeyEncoding: { format: "jwk" } });
 }
 
-function generateWithPublicJwk(nc: typeof NodeCrypto, type: "x25519" | "x448" | "ec", options: { namedCurve?: string } = {}): { publicKey: NodeCrypto.JsonWebKey; privateKey: KeyObject } {
-  const generate = nc.generateKeyPairSync as unknown as (type: string, options: object) => { publicKey: NodeCrypto.JsonWebKey; privateKey: KeyObject };
-  return generate(type, { ...options, publicKeyEncoding: { format: "jwk" } });
+/**
+ * An ephemeral key pair from the libuv thread pool (generateKeyPair, not generateKeyPairSync): while one
+ * seal's key is being generated on another core, the main thread runs the DH, KDF and AEAD of the others,
+ * so an UpdatePath's thousand seals use both cores of a small machine. The private half stays a KeyObject.
+ */
+function generateEphemeral(nc: typeof NodeCrypto, type: "x25519" | "x448" | "ec", options: { namedCurve?: string } = {}): Promise<{ publicKey: NodeCrypto.JsonWebKey; privateKey: KeyObject }> {
+  const generate = nc.generateKeyPair as unknown as (type: string, options: object, done: (err: Error | null, publicKey: NodeCrypto.JsonWebKey, privateKey: KeyObject) => void) => void;
+  return new Promise((resolve, reject) => {
+    generate(type, { ...options, publicKeyEncoding: { format: "jwk" } }, (err, publicKey, privateKey) => {
+      if (err) reject(new CryptoError("operation-failed", "key generation failed"));
+      else resolve({ publicKey, privateKey });
+    });
+  });
 }
 
 export function nodeBackend(nc: typeof NodeCrypto): Backend {
@@ -117,17 +127,12 @@ export function nodeBackend(nc: typeof NodeCrypto): Backend {
         ),
       );
     const rawPublic = (key: KeyObject, length: number) => fromB64url(nc.createPublicKey(key).export({ format: "jwk" }).x, length);
-    const type = crv.toLowerCase() as "x25519";
+    const type = crv.toLowerCase() as "x25519" | "x448" | "ed25519" | "ed448";
     const generate = (length: number): KeyPair => {
       const jwk = generateJwk(nc, type);
       return { privateKey: fromB64url(jwk.privateKey.d, length), publicKey: fromB64url(jwk.publicKey.x, length) };
     };
-    /** A key pair whose private half stays a KeyObject (never exported) and whose public half is raw. */
-    const ephemeral = (length: number): { privateKey: KeyObject; publicKey: Uint8Array } => {
-      const kp = generateWithPublicJwk(nc, type);
-      return { privateKey: kp.privateKey, publicKey: fromB64url(kp.publicKey.x, length) };
-    };
-    return { privateKey, publicKey, rawPublic, generate, ephemeral };
+    return { privateKey, publicKey, rawPublic, generate };
   }
 
   function dh(kem: KemAlgorithm): DhGroup {
@@ -143,9 +148,9 @@ export function nodeBackend(nc: typeof NodeCrypto): Backend {
         generateKeyPair: () => keys.generate(Nsk),
         publicKey: (sk) => keys.rawPublic(keys.privateKey(sk), Npk),
         dh: (sk, pk) => agree(keys.privateKey(sk), pk),
-        ephemeralDh(pk) {
-          const e = keys.ephemeral(Npk);
-          return { publicKey: e.publicKey, dh: agree(e.privateKey, pk) };
+        async ephemeralDh(pk) {
+          const e = await generateEphemeral(nc, okp === "X25519" ? "x25519" : "x448");
+          return { publicKey: fromB64url(e.publicKey.x, Npk), dh: agree(e.privateKey, pk) };
         },
       };
     }
@@ -166,8 +171,8 @@ export function nodeBackend(nc: typeof NodeCrypto): Backend {
       generateKeyPair: keys.generate,
       publicKey: keys.publicFromScalar,
       dh: (sk, pk) => agree(keys.privateKey(sk), pk),
-      ephemeralDh(pk) {
-        const e = generateWithPublicJwk(nc, "ec", { namedCurve: curve });
+      async ephemeralDh(pk) {
+        const e = await generateEphemeral(nc, "ec", { namedCurve: curve });
         return { publicKey: keys.point(e.publicKey), dh: agree(e.privateKey, pk) };
       },
     };

@@ -37,7 +37,8 @@ export interface DhGroup {
   dh(privateKey: Uint8Array, publicKey: Uint8Array): Awaitable<Uint8Array>;
   /**
    * Encap's half of DHKEM: a fresh key pair's public key and its DH with `publicKey`. Optional; a backend
-   * offers it when keeping the ephemeral private key inside saves exporting and re-importing it.
+   * offers it when it can do better than generateKeyPair then dh (keep the private key in its own form,
+   * generate it off the main thread).
    */
   ephemeralDh?(publicKey: Uint8Array): Awaitable<{ readonly publicKey: Uint8Array; readonly dh: Uint8Array }>;
 }

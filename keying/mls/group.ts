@@ -111,6 +111,7 @@ import { treeHash } from "./tree-hash.js";
 import { commonAncestor, leafToNode } from "./tree-math.js";
 import { TreePrivateState } from "./treekem.js";
 import { decryptWelcome, welcomeEpoch } from "./welcome.js";
+import { INSPECT, redacted } from "../redact.js";
 
 export type { CommitOptions, EpochChange, HandshakeWireFormat, LeafNodeChoice } from "./commit.js";
 export type { Member } from "./group-state.js";
@@ -258,6 +259,10 @@ function suiteFor(id: number, provider: CryptoProvider | undefined): Promise<Cip
 }
 
 export class MlsGroup {
+  [INSPECT](): string {
+    return redacted("MlsGroup", { epoch: this.state.context.epoch, leafIndex: this.state.privateState.leafIndex });
+  }
+
   private state: GroupState;
   private pending: PendingCommit | undefined;
   private readonly policy: ResolvedPolicy;

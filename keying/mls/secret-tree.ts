@@ -3,6 +3,7 @@ import type { CipherSuite } from "../crypto/cipher-suite.js";
 import type { AeadKeyNonce } from "./key-schedule.js";
 import { MlsValidationError } from "./errors.js";
 import { left, leafToNode, right, root } from "./tree-math.js";
+import { INSPECT, redacted } from "../redact.js";
 
 /** §9.1: each leaf has one ratchet for handshake content (proposals, commits) and one for application data. */
 export type RatchetType = "handshake" | "application";
@@ -153,6 +154,10 @@ class HashRatchet {
  * a 1000-member group derives about log2(n) nodes per active sender, never the whole tree.
  */
 export class SecretTree {
+  [INSPECT](): string {
+    return redacted("SecretTree", { leafCount: this.leafCount });
+  }
+
   /** Unconsumed node secrets by node index; starts with the root only. */
   private readonly nodes = new Map<number, Uint8Array>();
   private readonly ratchets = new Map<number, { handshake: HashRatchet; application: HashRatchet }>();

@@ -16,6 +16,7 @@ import {
 import type { RatchetTree } from "./ratchet-tree.js";
 import { setPathParentHashes, treeHash } from "./tree-hash.js";
 import { directPath, leafInSubtree, leafToNode, type LeafIndex, type NodeIndex, type PathStep } from "./tree-math.js";
+import { INSPECT, redacted } from "../redact.js";
 
 /** node_priv, node_pub = DeriveKeyPair(DeriveSecret(path_secret, "node")) — §7.4. */
 export async function deriveNodeKeyPair(suite: CipherSuite, pathSecret: Uint8Array): Promise<KeyPair> {
@@ -34,6 +35,10 @@ function nextPathSecret(suite: CipherSuite, pathSecret: Uint8Array): Promise<Uin
  * the tree node still carries that public key, so keys of replaced or blanked nodes are never used.
  */
 export class TreePrivateState {
+  [INSPECT](): string {
+    return redacted("TreePrivateState", { leafIndex: this.leafIndex });
+  }
+
   private constructor(
     readonly leafIndex: LeafIndex,
     private readonly keys: ReadonlyMap<NodeIndex, KeyPair>,

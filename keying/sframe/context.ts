@@ -5,6 +5,7 @@ import { decodeHeader, headerLength, MAX_UINT64, writeHeader } from "./header.js
 import { deriveKeySalt, KeyCache, sframeAad, sframeNonce } from "./keys.js";
 import { assertReplayWidth, ReplayWindow } from "./replay.js";
 import { DEFAULT_SFRAME_SUITE, sframeSuite, type SFrameSuite, type SFrameSuiteId } from "./suites.js";
+import { INSPECT, redacted } from "../redact.js";
 
 /**
  * An SFrame context (RFC 9605 §4.4 and Appendix A): KIDs mapped to keys that are each either for
@@ -56,6 +57,10 @@ function sameKey(a: Uint8Array | undefined, b: Uint8Array): boolean {
 }
 
 export class SFrameContext {
+  [INSPECT](): string {
+    return redacted("SFrameContext");
+  }
+
   readonly suite: SFrameSuite;
   private readonly aead: AeadBackend;
   private readonly allocate: (length: number) => Uint8Array;

@@ -1,6 +1,7 @@
 import { SFrameContext, type SFrameContextOptions } from "./context.js";
 import { SFrameError } from "./errors.js";
 import { DEFAULT_SFRAME_SUITE, sframeSuite, type SFrameSuite, type SFrameSuiteId } from "./suites.js";
+import { INSPECT, redacted } from "../redact.js";
 
 /**
  * RFC 9605 §5.2: SFrame keyed from MLS. Each epoch yields one base_key from the MLS exporter; every
@@ -90,6 +91,10 @@ interface HeldEpoch {
  * (§5.2 MUST), and retireEpoch drops an old epoch when its grace ends.
  */
 export class EpochKeyring {
+  [INSPECT](): string {
+    return redacted("EpochKeyring", { sending: this.sending?.epoch });
+  }
+
   readonly context: SFrameContext;
   private readonly sendContext: bigint;
   private readonly held = new Map<number, HeldEpoch>();

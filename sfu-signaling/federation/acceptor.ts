@@ -144,7 +144,7 @@ export class LinkAcceptor {
   /** Runs the handler; a repeated `once` request (same peer, same id) gets the first answer. */
   private run(link: InboundLink, event: LinkRequestEvent, handler: LinkHandler, payload: unknown): Promise<Record<string, unknown>> {
     const id = this.o.once.has(event) && typeof payload === "object" && payload !== null ? (payload as Record<string, unknown>).id : undefined;
-    if (typeof id !== "string" || id.length > 64) return handler(link, payload);
+    if (typeof id !== "string" || id.length > 64) return invoke(handler, link, payload);
     let seen = this.replies.get(link.peer);
     if (!seen) this.replies.set(link.peer, (seen = new Map()));
     const now = Date.now();
@@ -155,8 +155,20 @@ export class LinkAcceptor {
     const key = `${event}\n${id}`;
     const earlier = seen.get(key);
     if (earlier) return earlier.result;
-    const result = handler(link, payload);
+    const result = invoke(handler, link, payload);
     seen.set(key, { at: now, result });
     return result;
+  }
+}
+
+/**
+ * Handlers that validate before their first await throw synchronously; inside a Socket.IO listener that
+ * throw would be an uncaught exception and end the process, so it becomes the request's refusal instead.
+ */
+function invoke(handler: LinkHandler, link: InboundLink, payload: unknown): Promise<Record<string, unknown>> {
+  try {
+    return handler(link, payload);
+  } catch (e) {
+    return Promise.reject(e);
   }
 }

@@ -211,9 +211,11 @@ export class FollowerRole {
     let from = after;
     while (from < m.base) {
       const page = parse(this.o.schemas.entries, await this.o.link(m.hub).request("fed:read", { groupId, after: from, limit: READ_PAGE })).entries;
-      if (page.length === 0) break;
+      const last = page[page.length - 1]?.seq;
+      // A hub whose page does not advance would keep this loop reading (and buffering) forever.
+      if (last === undefined || last <= from) break;
       older.push(...page);
-      from = page[page.length - 1]!.seq;
+      from = last;
     }
     for (const e of older) socket.emit("group:msg", e);
     for (const e of m.entries) if (e.seq > from) socket.emit("group:msg", e);

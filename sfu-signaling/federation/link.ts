@@ -140,7 +140,10 @@ export class PeerLink {
       reconnectionDelayMax: 2000,
     });
     this.socket = socket;
-    socket.on("fed:challenge", (payload: unknown) => void this.answerChallenge(socket, nonce, payload));
+    // A rejection left unhandled would end the process (Node 20): whatever fails here is logged instead.
+    socket.on("fed:challenge", (payload: unknown) =>
+      this.answerChallenge(socket, nonce, payload).catch((e: unknown) => this.o.log(`federation link to ${this.peer}: handshake failed: ${String(e)}`)),
+    );
     socket.on("connect_error", (e: Error & { data?: { code?: unknown; message?: unknown } }) => {
       // A refusal by the peer's handshake check (socket.io does not retry those); transport errors are retried.
       if (!socket.active && this.socket === socket) this.refuse(socket, fromLinkError(this.peer, e.data ?? { code: "link-down", message: e.message }));
