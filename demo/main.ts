@@ -1,8 +1,9 @@
 /**
  * The Conclave demo: a join form, then a video grid with an E2EE badge per tile, the epoch and safety
  * code, a timeline of rekeys and an end-to-end-encrypted chat. Tokens come from the DS's development
- * endpoint (/dev/token) on this page's own origin. `window.conclave.call` is the live Call (for tests).
+ * endpoint (/dev/token) on this page's own origin. `window.conclave` holds the live Call and the SDK (for tests).
  */
+import * as sdk from "../client/index.js";
 import { Call, CallE2ee, fetchDevToken, type CallParticipant, type ChatMessage, type E2eeState, type ParticipantE2ee, type RekeyEntry } from "../client/index.js";
 import workerUrl from "../client/worker/frame-transform.ts?worker&url";
 
@@ -43,10 +44,11 @@ const BADGE: Record<E2eeState | "none", string> = {
 
 declare global {
   interface Window {
-    conclave: { call: Call | undefined };
+    /** The live call, and the SDK with its worker URL, for tests and the console. */
+    conclave: { call: Call | undefined; sdk: typeof sdk; workerUrl: string };
   }
 }
-window.conclave = { call: undefined };
+window.conclave = { call: undefined, sdk, workerUrl };
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, className?: string, text?: string): HTMLElementTagNameMap[K] {
   const node = document.createElement(tag);

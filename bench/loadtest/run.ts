@@ -73,6 +73,8 @@ export interface Progress {
 }
 
 const DEFAULT_JOIN_WINDOW = 2;
+/** While the call fills up, a join starts only when every member is at most this many epochs behind. */
+const SETUP_MAX_LAG = 3;
 const CONNECT_WINDOW = 16;
 
 interface Pending<T> {
@@ -379,7 +381,19 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       progress();
     };
     joined(0, (await coordinator.join(0)).epoch);
-    await inWindows(ids.slice(1, n), joinWindow, async (id) => joined(id, (await coordinator.join(id)).epoch));
+    // Every member holds `epoch` (or joined after it).
+    const caughtUp = (epoch: number) => {
+      const installs = coordinator.epochs.get(epoch)?.installs;
+      for (const [id, joinedAt] of present) if (joinedAt < epoch && !installs?.has(id)) return false;
+      return true;
+    };
+    await inWindows(ids.slice(1, n), joinWindow, async (id) => {
+      // Joins do not wait for the members to process them; unpaced, a large call's members fall minutes behind,
+      // and a socket whose heartbeat waits behind that backlog is dropped by the DS (ping timeout).
+      const epoch = lastEpoch - SETUP_MAX_LAG;
+      await coordinator.waitFor(() => caughtUp(epoch), batchTimeoutMs, () => `members catching up to epoch ${epoch} while joining`);
+      joined(id, (await coordinator.join(id)).epoch);
+    });
     const joinEnd = now();
     setPhase("settling", n);
     const memberIds = () => present.keys();
@@ -388,8 +402,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
         done = coordinator.installedCount(lastEpoch, memberIds());
         return done === present.size;
       },
-      // Joins do not wait for the members to process them: a large call may have a long backlog by now.
-      batchTimeoutMs * 4 + (joinEnd - joinStart),
+      batchTimeoutMs,
       () => `every member at epoch ${lastEpoch} after the joins; ${present.size - done} are not`,
     );
     const setupEnd = now();
@@ -512,6 +525,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
   } catch (e) {
     failures.push((e as Error).message);
   } finally {
+    if (failures.length > 0 && child) failures.push(`the DS's last log lines:\n${child.logTail()}`);
     await coordinator.close();
     await child?.close();
   }

@@ -50,6 +50,7 @@ export interface CallJoinOptions {
   readonly transport?: "sfu" | "external";
   /** Forces a transform API (default: CallE2ee.support().api: createEncodedStreams in Chromium, else RTCRtpScriptTransform). */
   readonly transformApi?: TransformApi;
+  /** Worker options (default here: hold frames of a not-yet-known epoch up to 5 s / 300 frames per stream). */
   readonly frameCrypto?: Partial<FrameCryptoOptions>;
   readonly session?: Pick<CallSessionOptions, "cipherSuite" | "sframeSuite" | "commitPolicy" | "provider">;
 }
@@ -124,6 +125,12 @@ export interface CallEvents {
   closed: { readonly reason: CloseReason };
 }
 
+/**
+ * Frame holding for a call: a member that processes a commit late (a busy device, a slow link) receives the
+ * others' first frames of the new epoch before it has the keys. The worker's defaults (2 s, 128 frames) lose
+ * frames when that lag passes 2 s; 5 s covers a loaded device, and 300 frames covers 5 s of 50 fps audio.
+ */
+const CALL_FRAME_CRYPTO: Partial<FrameCryptoOptions> = { holdMs: 5000, maxHeldFrames: 300 };
 const MAX_TIMELINE = 200;
 const MAX_CHAT_CHARS = 10_000;
 
@@ -152,14 +159,15 @@ export class Call extends Emitter<CallEvents> {
   static async join(options: CallJoinOptions): Promise<Call> {
     const support = CallE2ee.support();
     if (!support.api) throw new E2eeUnsupportedError(`cannot join with media: ${support.reason}`);
-    const startedAt = Date.now();
     const local = await localStream(options.media);
+    // The join's rekey is timed from here: the camera prompt is not part of it.
+    const startedAt = Date.now();
     let connection: DsConnection | undefined;
     let e2ee: CallE2ee | undefined;
     try {
       connection = await DsConnection.connect({ url: options.url, token: options.token });
       const selfId = memberIdentity(connection.principal);
-      e2ee = new CallE2ee({ workerUrl: options.workerUrl, selfId, api: options.transformApi ?? support.api, frameCrypto: options.frameCrypto });
+      e2ee = new CallE2ee({ workerUrl: options.workerUrl, selfId, api: options.transformApi ?? support.api, frameCrypto: { ...CALL_FRAME_CRYPTO, ...options.frameCrypto } });
       const keys = e2ee;
       const session = new CallSession({ ...options.session, connection, room: options.room, onEpochKeys: (update) => keys.setEpoch(update) });
       const call = new Call(connection, session, e2ee, local.stream, local.owned, startedAt);

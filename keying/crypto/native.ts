@@ -1,4 +1,5 @@
 import type * as NodeCrypto from "node:crypto";
+import type * as NodeWorkerThreads from "node:worker_threads";
 import type { CryptoProvider, SuitePrimitives } from "./cipher-suite.js";
 import { KEMS } from "./algorithms.js";
 import { composePrimitives } from "./compose.js";
@@ -23,14 +24,15 @@ export interface NativeOptions {
   readonly webUnavailable?: readonly WebAlgorithm[];
 }
 
-// Held in a variable so bundlers leave the import alone: browsers never resolve it.
+// Held in variables so bundlers leave the imports alone: browsers never resolve them.
 const NODE_CRYPTO = "node:crypto";
+const NODE_WORKER_THREADS = "node:worker_threads";
 
-async function loadNodeCrypto(): Promise<typeof NodeCrypto | undefined> {
+async function loadNodeModule<T>(name: string): Promise<T | undefined> {
   const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
   if (!proc?.versions?.node) return undefined;
   try {
-    return (await import(/* @vite-ignore */ NODE_CRYPTO)) as typeof NodeCrypto;
+    return (await import(/* @vite-ignore */ name)) as T;
   } catch {
     return undefined;
   }
@@ -49,8 +51,8 @@ const lazyNoble: Backend = {
 };
 
 async function chooseBackends(options: NativeOptions): Promise<readonly Backend[]> {
-  const nc = options.runtime === "web" ? undefined : await loadNodeCrypto();
-  if (nc) return [nodeBackend(nc)];
+  const nc = options.runtime === "web" ? undefined : await loadNodeModule<typeof NodeCrypto>(NODE_CRYPTO);
+  if (nc) return [nodeBackend(nc, await loadNodeModule<typeof NodeWorkerThreads>(NODE_WORKER_THREADS))];
   return [webBackend(globalThis.crypto, options.webUnavailable ?? []), lazyNoble];
 }
 

@@ -1,10 +1,12 @@
 import type * as NodeCrypto from "node:crypto";
 import type { KeyObject } from "node:crypto";
+import type * as NodeWorkerThreads from "node:worker_threads";
 import type { KeyPair } from "./cipher-suite.js";
 import { AEAD_TAG_LENGTH, HASHES, KEMS, SIGNATURES, leftPad } from "./algorithms.js";
 import { CryptoError } from "./errors.js";
 import { falseOnError, guard } from "./guard.js";
 import { PublicKeyCache, SecretKeyCache } from "./key-cache.js";
+import { EphemeralDhPool, type EphemeralCurve, type Encapsulated } from "./node-dh-pool.js";
 import type { Aead, Backend, DhGroup, HashFunctions, Signer } from "./primitives.js";
 import type { AeadAlgorithm, HashAlgorithm, KemAlgorithm, SignatureScheme } from "./suites.js";
 
@@ -54,22 +56,17 @@ function generateJwk(nc: typeof NodeCrypto, type: "x25519" | "x448" | "ed25519" 
   return generate(type, { publicKeyEncoding: { format: "jwk" }, privateKeyEncoding: { format: "jwk" } });
 }
 
-/**
- * An ephemeral key pair from the libuv thread pool (generateKeyPair, not generateKeyPairSync): while one
- * seal's key is being generated on another core, the main thread runs the DH, KDF and AEAD of the others,
- * so an UpdatePath's thousand seals use both cores of a small machine. The private half stays a KeyObject.
- */
-function generateEphemeral(nc: typeof NodeCrypto, type: "x25519" | "x448" | "ec", options: { namedCurve?: string } = {}): Promise<{ publicKey: NodeCrypto.JsonWebKey; privateKey: KeyObject }> {
-  const generate = nc.generateKeyPair as unknown as (type: string, options: object, done: (err: Error | null, publicKey: NodeCrypto.JsonWebKey, privateKey: KeyObject) => void) => void;
-  return new Promise((resolve, reject) => {
-    generate(type, { ...options, publicKeyEncoding: { format: "jwk" } }, (err, publicKey, privateKey) => {
-      if (err) reject(new CryptoError("operation-failed", "key generation failed"));
-      else resolve({ publicKey, privateKey });
-    });
-  });
+/** A key pair whose private half stays a KeyObject (never exported) and whose public half is a JWK. */
+function generateEphemeral(nc: typeof NodeCrypto, type: "x25519" | "x448" | "ec", options: { namedCurve?: string } = {}): { publicKey: NodeCrypto.JsonWebKey; privateKey: KeyObject } {
+  const generate = nc.generateKeyPairSync as unknown as (type: string, options: object) => { publicKey: NodeCrypto.JsonWebKey; privateKey: KeyObject };
+  return generate(type, { ...options, publicKeyEncoding: { format: "jwk" } });
 }
 
-export function nodeBackend(nc: typeof NodeCrypto): Backend {
+/**
+ * `workerThreads`, when given, lets large batches of HPKE encapsulations (an UpdatePath's seals) share
+ * the work with a worker thread (node-dh-pool.ts).
+ */
+export function nodeBackend(nc: typeof NodeCrypto, workerThreads?: typeof NodeWorkerThreads): Backend {
   function hash(alg: HashAlgorithm): HashFunctions {
     const name = HASH_NAMES[alg];
     return {
@@ -135,25 +132,44 @@ export function nodeBackend(nc: typeof NodeCrypto): Backend {
     return { privateKey, publicKey, rawPublic, generate };
   }
 
+  /** One DH group per curve, so suites sharing a KEM share its key caches. */
+  type OkpGroup = DhGroup & { encapsulate(pk: Uint8Array): Encapsulated };
+  const okpGroups = new Map<"X25519" | "X448", OkpGroup>();
+  let pool: EphemeralDhPool | undefined;
+  const sharedPool = (): EphemeralDhPool | undefined =>
+    (pool ??= workerThreads && new EphemeralDhPool(workerThreads, (curve, pk) => okpGroup(curve === "x25519" ? "X25519" : "X448").encapsulate(pk)));
+
+  function okpGroup(okp: "X25519" | "X448"): OkpGroup {
+    const known = okpGroups.get(okp);
+    if (known) return known;
+    const { Npk, Nsk } = KEMS[okp === "X25519" ? "DHKEM-X25519" : "DHKEM-X448"];
+    const curve: EphemeralCurve = okp === "X25519" ? "x25519" : "x448";
+    const keys = okpKeys(okp);
+    const agree = (privateKey: KeyObject, pk: Uint8Array) => {
+      const publicKey = keys.publicKey(pk);
+      return own(guard("invalid-public-key", `${okp} key agreement failed`, () => nc.diffieHellman({ privateKey, publicKey })));
+    };
+    const group: OkpGroup = {
+      generateKeyPair: () => keys.generate(Nsk),
+      publicKey: (sk: Uint8Array) => keys.rawPublic(keys.privateKey(sk), Npk),
+      dh: (sk: Uint8Array, pk: Uint8Array) => agree(keys.privateKey(sk), pk),
+      encapsulate(pk: Uint8Array): Encapsulated {
+        const e = generateEphemeral(nc, curve);
+        return { publicKey: fromB64url(e.publicKey.x, Npk), dh: agree(e.privateKey, pk) };
+      },
+      ephemeralDh(pk: Uint8Array): Encapsulated | Promise<Encapsulated> {
+        const p = sharedPool();
+        return p ? p.encapsulate(curve, pk) : group.encapsulate(pk);
+      },
+    };
+    okpGroups.set(okp, group);
+    return group;
+  }
+
   function dh(kem: KemAlgorithm): DhGroup {
     const { Npk, Nsk } = KEMS[kem];
     const okp = OKP_KEMS[kem];
-    if (okp) {
-      const keys = okpKeys(okp);
-      const agree = (privateKey: KeyObject, pk: Uint8Array) => {
-        const publicKey = keys.publicKey(pk);
-        return own(guard("invalid-public-key", `${okp} key agreement failed`, () => nc.diffieHellman({ privateKey, publicKey })));
-      };
-      return {
-        generateKeyPair: () => keys.generate(Nsk),
-        publicKey: (sk) => keys.rawPublic(keys.privateKey(sk), Npk),
-        dh: (sk, pk) => agree(keys.privateKey(sk), pk),
-        async ephemeralDh(pk) {
-          const e = await generateEphemeral(nc, okp === "X25519" ? "x25519" : "x448");
-          return { publicKey: fromB64url(e.publicKey.x, Npk), dh: agree(e.privateKey, pk) };
-        },
-      };
-    }
+    if (okp) return okpGroup(okp);
     const curve = NIST_KEMS[kem]!;
     const keys = ecKeys(curve, Npk, Nsk);
     // ECDH.computeSecret against diffieHellman on KeyObjects, CPU per operation: P-256 126 µs vs 120 µs, P-384
@@ -171,8 +187,8 @@ export function nodeBackend(nc: typeof NodeCrypto): Backend {
       generateKeyPair: keys.generate,
       publicKey: keys.publicFromScalar,
       dh: (sk, pk) => agree(keys.privateKey(sk), pk),
-      async ephemeralDh(pk) {
-        const e = await generateEphemeral(nc, "ec", { namedCurve: curve });
+      ephemeralDh(pk) {
+        const e = generateEphemeral(nc, "ec", { namedCurve: curve });
         return { publicKey: keys.point(e.publicKey), dh: agree(e.privateKey, pk) };
       },
     };
