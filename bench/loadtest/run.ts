@@ -73,8 +73,7 @@ export interface Progress {
 }
 
 const DEFAULT_JOIN_WINDOW = 2;
-/** While the call fills up, a join starts only when every member is at most this many epochs behind. */
-const SETUP_MAX_LAG = 3;
+
 const CONNECT_WINDOW = 16;
 
 interface Pending<T> {
@@ -388,9 +387,11 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       return true;
     };
     await inWindows(ids.slice(1, n), joinWindow, async (id) => {
-      // Joins do not wait for the members to process them; unpaced, a large call's members fall minutes behind,
-      // and a socket whose heartbeat waits behind that backlog is dropped by the DS (ping timeout).
-      const epoch = lastEpoch - SETUP_MAX_LAG;
+      // The DS sequences joins without waiting for the members to process them. Unpaced, a large call's members
+      // fall minutes behind, and the DS drops a socket whose heartbeat waits behind that backlog (ping timeout);
+      // with 1000 members even three epochs of lag (about 5 s of work per thread each) was too much. So a join
+      // starts only once every member holds the latest epoch: at most `joinWindow` commits are ever unprocessed.
+      const epoch = lastEpoch;
       await coordinator.waitFor(() => caughtUp(epoch), batchTimeoutMs, () => `members catching up to epoch ${epoch} while joining`);
       joined(id, (await coordinator.join(id)).epoch);
     });

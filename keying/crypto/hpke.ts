@@ -49,18 +49,27 @@ function checkDh(z: Uint8Array): Uint8Array {
 
 /** Labeled Extract/Expand bound to one suite_id (§4). */
 class Labeled {
+  /** `"HPKE-v1" || suite_id || label` for each label: the constant part of every labeled input. */
+  private readonly prefixes = new Map<Uint8Array, Uint8Array>();
+
   constructor(
     private readonly kdf: Kdf,
     private readonly suiteId: Uint8Array,
   ) {}
 
+  private prefix(lbl: Uint8Array): Uint8Array {
+    let p = this.prefixes.get(lbl);
+    if (!p) this.prefixes.set(lbl, (p = concatBytes(HPKE_V1, this.suiteId, lbl)));
+    return p;
+  }
+
   extract(salt: Uint8Array, lbl: Uint8Array, ikm: Uint8Array) {
-    return this.kdf.extract(salt, concatBytes(HPKE_V1, this.suiteId, lbl, ikm));
+    return this.kdf.extract(salt, concatBytes(this.prefix(lbl), ikm));
   }
 
   expand(prk: Uint8Array, lbl: Uint8Array, info: Uint8Array, length: number) {
     if (length > 0xffff) throw new CryptoError("invalid-length", `HPKE expand length ${length}`);
-    return this.kdf.expand(prk, concatBytes(i2osp(length, 2), HPKE_V1, this.suiteId, lbl, info), length);
+    return this.kdf.expand(prk, concatBytes(i2osp(length, 2), this.prefix(lbl), info), length);
   }
 }
 
@@ -92,8 +101,8 @@ export class Hpke implements HpkeScheme {
   private readonly Nn: number;
   private readonly Nh: number;
   private pskIdHash: Promise<Uint8Array> | undefined;
-  /** The last info and its info_hash: an UpdatePath seals one path secret to many keys under one info. */
-  private lastInfo: { readonly info: Uint8Array; readonly hash: Promise<Uint8Array> } | undefined;
+  /** The last info and its key_schedule_context: an UpdatePath seals one path secret to many keys under one info. */
+  private lastInfo: { readonly info: Uint8Array; readonly context: Promise<Uint8Array> } | undefined;
 
   constructor(
     algorithms: HpkeAlgorithms,
@@ -205,13 +214,16 @@ export class Hpke implements HpkeScheme {
   }
 
   private async keySchedule(sharedSecret: Uint8Array, info: Uint8Array): Promise<Context> {
-    // psk_id_hash is the same for every base-mode context of this suite.
-    this.pskIdHash ??= Promise.resolve(this.labeled.extract(EMPTY, label.pskIdHash, EMPTY));
     if (!this.lastInfo || !bytesEqual(this.lastInfo.info, info)) {
-      this.lastInfo = { info: info.slice(), hash: Promise.resolve(this.labeled.extract(EMPTY, label.infoHash, info)) };
+      // psk_id_hash is the same for every base-mode context of this suite.
+      this.pskIdHash ??= Promise.resolve(this.labeled.extract(EMPTY, label.pskIdHash, EMPTY));
+      const context = Promise.all([this.pskIdHash, this.labeled.extract(EMPTY, label.infoHash, info)]).then(([pskIdHash, infoHash]) =>
+        concatBytes(Uint8Array.of(MODE_BASE), pskIdHash, infoHash),
+      );
+      this.lastInfo = { info: info.slice(), context };
     }
-    const [pskIdHash, infoHash, secret] = await Promise.all([this.pskIdHash, this.lastInfo.hash, this.labeled.extract(sharedSecret, label.secret, EMPTY)]);
-    return { secret, keyScheduleContext: concatBytes(Uint8Array.of(MODE_BASE), pskIdHash, infoHash) };
+    const [keyScheduleContext, secret] = await Promise.all([this.lastInfo.context, this.labeled.extract(sharedSecret, label.secret, EMPTY)]);
+    return { secret, keyScheduleContext };
   }
 
   private aeadKey(ctx: Context) {

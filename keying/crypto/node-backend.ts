@@ -11,9 +11,10 @@ import type { Aead, Backend, DhGroup, HashFunctions, Signer } from "./primitives
 import type { AeadAlgorithm, HashAlgorithm, KemAlgorithm, SignatureScheme } from "./suites.js";
 
 /**
- * node:crypto, synchronous throughout. Raw keys are turned into KeyObjects through JWK, which
- * OpenSSL 3 imports an order of magnitude faster than DER (its decoder search is slow), and the
- * KeyObjects are cached. NIST-curve DH uses the ECDH class, which takes raw scalars and points.
+ * node:crypto, synchronous except for batches of HPKE encapsulations, which a worker thread helps with
+ * (node-dh-pool.ts). Raw keys are turned into KeyObjects through JWK, which OpenSSL 3 imports an order
+ * of magnitude faster than DER (its decoder search is slow), and the KeyObjects are cached. Scalars
+ * become public points through the ECDH class; which DH is faster depends on the curve (see dh()).
  *
  * A KeyObject that came out of generateKeyPairSync is never exported: in Node 20, ExportJWK holds the
  * key's mutex while it allocates, and a garbage collection at that moment runs the finished key
@@ -35,9 +36,12 @@ const OKP_KEMS: Partial<Record<KemAlgorithm, "X25519" | "X448">> = { "DHKEM-X255
 const EDDSA: Partial<Record<SignatureScheme, "Ed25519" | "Ed448">> = { Ed25519: "Ed25519", Ed448: "Ed448" };
 const ECDSA: Partial<Record<SignatureScheme, NistCurve>> = { "ECDSA-P256-SHA256": "P-256", "ECDSA-P384-SHA384": "P-384", "ECDSA-P521-SHA512": "P-521" };
 
-/** A plain Uint8Array (Buffers may be views into Node's shared pool). */
+/**
+ * A plain Uint8Array: Buffers may be views into Node's shared pool, so they are copied, unless the
+ * Buffer owns its whole ArrayBuffer (digests, DH outputs), which is only re-wrapped.
+ */
 function own(b: Uint8Array): Uint8Array {
-  return new Uint8Array(b);
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? new Uint8Array(b.buffer, 0, b.byteLength) : new Uint8Array(b);
 }
 
 function b64url(b: Uint8Array): string {

@@ -13,8 +13,13 @@ import { CryptoError } from "./errors.js";
  * does everything. The ephemeral private keys never leave the thread that made them; the DH outputs
  * cross in a SharedArrayBuffer that is zeroed once read.
  *
- * The worker starts on the first large batch (that batch runs on the main thread alone), is unref'd
- * whenever no batch is in flight, and if it ever fails the pool computes everything locally.
+ * Everything the main thread learns from the worker (that it is up, that an item is done) goes through
+ * shared memory, never through a message event: a chain of awaited operations that only ever resolves
+ * promises never lets the event loop turn, and would never see one.
+ *
+ * The worker starts on the first large batch (that batch runs on the main thread alone) and is unref'd;
+ * if it dies, or is silent for a second, the main thread computes what is left, and after a death
+ * everything runs locally.
  */
 
 export type EphemeralCurve = "x25519" | "x448";
@@ -26,12 +31,19 @@ export interface Encapsulated {
 
 /** Below this a batch is cheaper to run alone than to share (a round trip to the worker is ~0.1 ms). */
 const MIN_SHARED_BATCH = 32;
+/** How long the main thread waits for the worker's last items before doing them itself. */
+const WORKER_SILENCE_MS = 1000;
 
-/** Per item: untouched, done or failed by the worker, or taken by the main thread. */
+/** Per item: untouched (or in the worker's hands), done or failed by the worker, or taken by the main thread. */
 const STATUS_PENDING = 0;
 const STATUS_DONE = 1;
 const STATUS_FAILED = 2;
 const STATUS_MAIN = 3;
+
+/** Int32 slots at the start of a batch's memory: the next item to take, and how many the worker finished. */
+const SLOT_CURSOR = 0;
+const SLOT_WORKER_DONE = 1;
+const HEADER = 8;
 
 /**
  * The worker's side, a CommonJS script run with `eval`, so that it needs no file of its own next to the
@@ -39,7 +51,7 @@ const STATUS_MAIN = 3;
  * generating the key with its public half already encoded, never exporting the KeyObject (see there why).
  */
 const WORKER_SOURCE = `
-const { parentPort } = require("node:worker_threads");
+const { parentPort, workerData } = require("node:worker_threads");
 const nc = require("node:crypto");
 const publics = new Map();
 function publicKey(crv, raw) {
@@ -53,12 +65,12 @@ function publicKey(crv, raw) {
   return key;
 }
 parentPort.on("message", ({ sab, n, size, crv }) => {
-  const cursor = new Int32Array(sab, 0, 1);
-  const status = new Uint8Array(sab, 4, n);
-  const keys = new Uint8Array(sab, 4 + n, n * size);
-  const enc = new Uint8Array(sab, 4 + n + n * size, n * size);
-  const dh = new Uint8Array(sab, 4 + n + 2 * n * size, n * size);
-  for (let i = Atomics.add(cursor, 0, 1); i < n; i = Atomics.add(cursor, 0, 1)) {
+  const slots = new Int32Array(sab, 0, 2);
+  const status = new Uint8Array(sab, ${HEADER}, n);
+  const keys = new Uint8Array(sab, ${HEADER} + n, n * size);
+  const enc = new Uint8Array(sab, ${HEADER} + n + n * size, n * size);
+  const dh = new Uint8Array(sab, ${HEADER} + n + 2 * n * size, n * size);
+  for (let i = Atomics.add(slots, ${SLOT_CURSOR}, 1); i < n; i = Atomics.add(slots, ${SLOT_CURSOR}, 1)) {
     try {
       const kp = nc.generateKeyPairSync(crv, { publicKeyEncoding: { format: "jwk" } });
       const pub = Buffer.from(kp.publicKey.x, "base64url");
@@ -70,10 +82,11 @@ parentPort.on("message", ({ sab, n, size, crv }) => {
     } catch {
       Atomics.store(status, i, ${STATUS_FAILED});
     }
+    Atomics.add(slots, ${SLOT_WORKER_DONE}, 1);
+    Atomics.notify(slots, ${SLOT_WORKER_DONE});
   }
-  parentPort.postMessage("done");
 });
-parentPort.postMessage("ready");
+Atomics.store(new Int32Array(workerData), 0, 1);
 `;
 
 interface Request {
@@ -82,10 +95,10 @@ interface Request {
   readonly reject: (e: unknown) => void;
 }
 
-/** One batch's shared memory: a counter, a status byte per item, then the recipients' keys, enc and DH. */
+/** One batch's shared memory: the two slots, a status byte per item, then the recipients' keys, enc and DH. */
 class SharedBatch {
   readonly sab: SharedArrayBuffer;
-  readonly cursor: Int32Array;
+  readonly slots: Int32Array;
   readonly status: Uint8Array;
   readonly keys: Uint8Array;
   readonly enc: Uint8Array;
@@ -95,26 +108,39 @@ class SharedBatch {
     readonly n: number,
     readonly size: number,
   ) {
-    this.sab = new SharedArrayBuffer(4 + n + 3 * n * size);
-    this.cursor = new Int32Array(this.sab, 0, 1);
-    this.status = new Uint8Array(this.sab, 4, n);
-    this.keys = new Uint8Array(this.sab, 4 + n, n * size);
-    this.enc = new Uint8Array(this.sab, 4 + n + n * size, n * size);
-    this.dh = new Uint8Array(this.sab, 4 + n + 2 * n * size, n * size);
+    this.sab = new SharedArrayBuffer(HEADER + n + 3 * n * size);
+    this.slots = new Int32Array(this.sab, 0, 2);
+    this.status = new Uint8Array(this.sab, HEADER, n);
+    this.keys = new Uint8Array(this.sab, HEADER + n, n * size);
+    this.enc = new Uint8Array(this.sab, HEADER + n + n * size, n * size);
+    this.dh = new Uint8Array(this.sab, HEADER + n + 2 * n * size, n * size);
+  }
+
+  take(): number {
+    return Atomics.add(this.slots, SLOT_CURSOR, 1);
   }
 
   result(i: number): Encapsulated {
     const { size } = this;
     return { publicKey: this.enc.slice(i * size, (i + 1) * size), dh: this.dh.slice(i * size, (i + 1) * size) };
   }
+
+  /** Blocks until the worker has finished `count` items, or it has been silent for WORKER_SILENCE_MS. */
+  awaitWorker(count: number): void {
+    for (;;) {
+      const done = Atomics.load(this.slots, SLOT_WORKER_DONE);
+      if (done >= count || Atomics.wait(this.slots, SLOT_WORKER_DONE, done, WORKER_SILENCE_MS) === "timed-out") return;
+    }
+  }
 }
 
 export class EphemeralDhPool {
   private readonly queues = new Map<EphemeralCurve, Request[]>();
   private worker: NodeWorkerThreads.Worker | undefined;
-  private ready = false;
+  /** Set to 1 by the worker once it listens. */
+  private up: Int32Array | undefined;
   private busy = false;
-  private broken = false;
+  private dead = false;
 
   /** `local` is the main thread's own encapsulation (the backend's, with its key caches). */
   constructor(
@@ -139,21 +165,21 @@ export class EphemeralDhPool {
   }
 
   private async flush(curve: EphemeralCurve, batch: Request[]): Promise<void> {
-    const worker = this.worker;
     const size = batch[0]!.publicKey.length;
     const shareable = batch.length >= MIN_SHARED_BATCH && batch.every((r) => r.publicKey.length === size);
-    if (!shareable || !worker || !this.ready || this.busy) {
+    const worker = this.worker;
+    if (!shareable || !worker || this.dead || this.busy || !this.up || Atomics.load(this.up, 0) !== 1) {
       if (shareable) this.start();
       for (const r of batch) this.runLocally(curve, r);
       return;
     }
     this.busy = true;
-    worker.ref();
     const shared = new SharedBatch(batch.length, size);
+    let settled = 0;
     /**
      * Hands out the worker's results in order from `from`, stopping at the first item still pending (in the
-     * worker's hands or never taken); returns its index. Items are taken in increasing order, so the
-     * scan as a whole is linear.
+     * worker's hands or not taken yet); returns its index. Items are taken in increasing order, so the scan as
+     * a whole is linear.
      */
     const settle = (from: number): number => {
       let i = from;
@@ -165,38 +191,28 @@ export class EphemeralDhPool {
       }
       return i;
     };
-    let settled = 0;
     try {
       batch.forEach((r, i) => shared.keys.set(r.publicKey, i * size));
-      const finished = new Promise<void>((resolve) => {
-        const done = () => {
-          worker.off("message", done);
-          worker.off("exit", done);
-          resolve();
-        };
-        worker.on("message", done);
-        worker.on("exit", done);
-      });
       worker.postMessage({ sab: shared.sab, n: batch.length, size, crv: curve });
-      for (let i = Atomics.add(shared.cursor, 0, 1); i < batch.length; i = Atomics.add(shared.cursor, 0, 1)) {
+      let mine = 0;
+      for (let i = shared.take(); i < batch.length; i = shared.take()) {
         Atomics.store(shared.status, i, STATUS_MAIN);
+        mine++;
         this.runLocally(curve, batch[i]!);
         settled = settle(settled);
         // Lets the seals whose DH is ready run their KDF and AEAD here while the worker keeps multiplying: the
         // main thread has that work to do for every item anyway, so it takes fewer DH items itself.
         await null;
       }
-      await finished;
+      shared.awaitWorker(batch.length - mine);
     } catch {
-      // postMessage failed: the worker is unusable, and what it did not take runs below.
-      this.broken = true;
-      this.worker = undefined;
+      // postMessage failed: what the worker did not take runs below.
+      this.dead = true;
     } finally {
       this.busy = false;
-      worker.unref();
     }
     for (let i = settle(settled); i < batch.length; i = settle(i + 1)) {
-      // Never taken, or taken by a worker that died before finishing it.
+      // Not finished by the worker (dead or silent): done here; a late result of the worker is ignored.
       this.runLocally(curve, batch[i]!);
     }
     shared.dh.fill(0);
@@ -210,23 +226,23 @@ export class EphemeralDhPool {
     }
   }
 
-  /** Starts the worker (once); it is usable after its "ready" message. */
+  /** Starts the worker (once); it takes batches once it has raised its flag in `up`. */
   private start(): void {
-    if (this.worker || this.broken) return;
+    if (this.worker || this.dead) return;
     try {
-      const worker = new this.wt.Worker(WORKER_SOURCE, { eval: true });
+      const up = new Int32Array(new SharedArrayBuffer(4));
+      const worker = new this.wt.Worker(WORKER_SOURCE, { eval: true, workerData: up.buffer });
       worker.unref();
-      worker.once("message", () => (this.ready = true));
-      const fail = () => {
-        this.broken = true;
-        this.ready = false;
+      const die = () => {
+        this.dead = true;
         this.worker = undefined;
       };
-      worker.on("error", fail);
-      worker.on("exit", fail);
+      worker.on("error", die);
+      worker.on("exit", die);
       this.worker = worker;
+      this.up = up;
     } catch {
-      this.broken = true;
+      this.dead = true;
     }
   }
 }
