@@ -346,7 +346,7 @@ export class CallSession extends Emitter<CallSessionEvents> {
   private async createGroup(cause: "joined" | "rejoined"): Promise<"created" | GroupSnapshot | undefined> {
     const suite = this.options.cipherSuite ?? 1;
     const identity = await this.identityFor(suite);
-    const reply = await this.connection.request("ds:external-sender", { suite });
+    const reply = await this.connection.request("ds:external-sender", { suite, room: this.room });
     const sender = decode(decodeExternalSender, bytesOf(reply.externalSender, "ds:external-sender"));
     const group = await MlsGroup.create({ identity, cipherSuite: suite, extensions: [externalSendersExtension([sender])], provider: this.options.provider });
     let snapshot: GroupSnapshot;

@@ -134,8 +134,12 @@ type Empty = Record<string, never>;
 /** Every request event with its payload and its reply (without the `ok` field). */
 export interface DsRequests {
   "room:join": { request: { room: string }; reply: { group: GroupSnapshot | null } };
-  /** The DS's ExternalSender struct (bytes) for a suite: what a group creator lists in external_senders. */
-  "ds:external-sender": { request: { suite: number }; reply: { externalSender: Uint8Array } };
+  /**
+   * The DS's ExternalSender struct (bytes) for a suite: what a group creator lists in external_senders.
+   * `room` (optional, sent by current clients): the call it is for; with federation, a room of another
+   * provider gets that provider's (the hub's) sender. Without it, this DS's own.
+   */
+  "ds:external-sender": { request: { suite: number; room?: string }; reply: { externalSender: Uint8Array } };
   /** Refused with `group-exists` (extra: `group`) when the room already has a call. */
   "group:create": { request: { room: string; groupInfo: Uint8Array; tree?: Uint8Array }; reply: { group: GroupSnapshot } };
   /** Replays every entry after `after` (before this reply), then keeps pushing live entries. */

@@ -138,7 +138,8 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
   const mls = bytes({ max: maxPayload });
   const routes: Record<DsRequestEvent, Route> = {
     "room:join": route(obj({ room: ROOM }), async (p, _s, { room }) => ({ group: await service.roomInfo(p, room) })),
-    "ds:external-sender": route(obj({ suite: SUITE }), async (_p, _s, { suite }) => ({ externalSender: await service.externalSender(suite) })),
+    // `room` names the call the sender is for: this DS signs for all its own rooms alike (federation routes rooms of other providers to their hub).
+    "ds:external-sender": route(obj({ suite: SUITE, room: optional(ROOM) }), async (_p, _s, { suite }) => ({ externalSender: await service.externalSender(suite) })),
     "group:create": route(obj({ room: ROOM, groupInfo: mls, tree: optional(mls) }), async (p, _s, x) => ({
       group: await service.create(p, x.room, x.groupInfo, x.tree),
     })),

@@ -89,8 +89,6 @@ export class FollowerRole {
   private readonly hubs = new Map<string, string>();
   /** Mirror group of each remote room. */
   private readonly rooms = new Map<string, string>();
-  /** The remote room each socket last asked about: `ds:external-sender` carries no room (see handle). */
-  private readonly lastRoom = new WeakMap<Socket, { room: string; hub: string }>();
 
   constructor(private readonly o: FollowerOptions) {}
 
@@ -162,8 +160,7 @@ export class FollowerRole {
   // -------------------------------------------------------------------------------------------------------
   // Client requests for remote rooms and groups
 
-  async roomJoin(principal: Principal, socket: Socket, room: string, hub: string): Promise<Record<string, unknown>> {
-    this.lastRoom.set(socket, { room, hub });
+  async roomJoin(principal: Principal, room: string, hub: string): Promise<Record<string, unknown>> {
     if (!mayJoin(principal, room)) throw new DsError("forbidden-room", "the token does not grant this room");
     const id = this.rooms.get(room);
     const m = id === undefined ? undefined : this.mirrors.get(id);
@@ -175,14 +172,10 @@ export class FollowerRole {
     return this.actLearning(hub, principal, "room:join", { room });
   }
 
-  /** The hub's external sender, when the socket's last room:join named a remote room; else undefined. */
-  externalSender(principal: Principal, socket: Socket, suite: number): Promise<Record<string, unknown>> | undefined {
-    const last = this.lastRoom.get(socket);
-    return last && this.act(last.hub, principal, "ds:external-sender", { suite });
-  }
-
-  forgetRoom(socket: Socket): void {
-    this.lastRoom.delete(socket);
+  /** The hub's external sender, for a room it hosts. */
+  async externalSender(principal: Principal, hub: string, room: string, suite: number): Promise<Record<string, unknown>> {
+    if (!mayJoin(principal, room)) throw new DsError("forbidden-room", "the token does not grant this room");
+    return this.act(hub, principal, "ds:external-sender", { suite, room });
   }
 
   create(principal: Principal, hub: string, payload: Record<string, unknown>): Promise<Record<string, unknown>> {

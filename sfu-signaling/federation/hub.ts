@@ -15,7 +15,10 @@
  * A follower's user is present in the hub's GroupService through a RemoteDevice: a stand-in socket whose
  * traffic goes through the follower, so presence, the leave grace and the DS's Remove proposals work for
  * remote members exactly as for local ones. When a follower's link drops, its members' grace starts; the
- * follower re-announces them when it is back.
+ * follower re-announces them when it is back. A stand-in is kept only while it is present in a group (or a
+ * request of its device runs): it goes when the device unsubscribes or leaves, the group closes, its
+ * provider retires the device or the link drops (its id is fixed, so a later stand-in of the same device
+ * is the same subscriber to GroupService). Each peer has at most `maxRemoteDevices` at a time.
  */
 import type { Socket } from "socket.io";
 import type { Principal } from "../auth.js";
@@ -25,7 +28,7 @@ import type { DsInternals } from "../server.js";
 import type { LogEntry, NextEpoch } from "../store/store.js";
 import type { InboundLink } from "./acceptor.js";
 import { FederationError } from "./errors.js";
-import { providerOfUser } from "./identity.js";
+import { providerOfRoom, providerOfUser } from "./identity.js";
 import type { DeviceChange } from "./protocol.js";
 import { rosterOf, snapshotOf } from "./roster.js";
 
@@ -36,9 +39,15 @@ import { rosterOf, snapshotOf } from "./roster.js";
 class RemoteDevice {
   readonly disconnected = true;
   readonly data: Record<string, unknown> = {};
+  /** Groups it is subscribed to in GroupService (the device's presence there). */
+  readonly groups = new Set<string>();
+  /** Requests running with it. */
+  busy = 0;
   constructor(
     readonly id: string,
     readonly principal: Principal,
+    /** The provider it is a device of (undefined: a user of this DS, see retire). */
+    readonly peer?: string,
   ) {}
   emit(): boolean {
     return true;
@@ -73,6 +82,9 @@ const ACTS: ReadonlySet<DsRequestEvent> = new Set<DsRequestEvent>([
   "group:report",
 ]);
 
+/** Acts naming a room: the room must be one this hub hosts. */
+const ROOM_ACTS: ReadonlySet<DsRequestEvent> = new Set<DsRequestEvent>(["room:join", "ds:external-sender", "group:create"]);
+
 /** The Socket.IO room GroupService fans a group out to (`GroupRuntime.room` in ds/groups.ts). */
 export function localGroupRoom(groupId: string): string {
   return `g:${groupId}`;
@@ -85,13 +97,22 @@ export function wireEntry(groupId: string, e: LogEntry): WireEntry {
 /** Entries per `fed:read` answer: one binary attachment each, and Socket.IO allows 10 per packet. */
 export const READ_PAGE = 8;
 
+export interface HubOptions {
+  readonly domain: string;
+  /** Most stand-ins of one peer's devices at a time (devices present in calls here). */
+  readonly maxRemoteDevices: number;
+}
+
 export class HubRole {
   /** Follower streams by group, then by peer. */
   private readonly streams = new Map<string, Map<string, Stream>>();
   /** Stand-ins of remote devices, by peer, then "user/device". */
   private readonly devices = new Map<string, Map<string, RemoteDevice>>();
 
-  constructor(private readonly ds: DsInternals) {}
+  constructor(
+    private readonly ds: DsInternals,
+    private readonly o: HubOptions,
+  ) {}
 
   /** The store accepted an entry (called in log order, see store wrapper in index.ts). */
   appended(groupId: string, e: LogEntry, next: NextEpoch | undefined): void {
@@ -108,6 +129,11 @@ export class HubRole {
     const streams = this.streams.get(groupId);
     this.streams.delete(groupId);
     for (const s of streams?.values() ?? []) s.link.socket.emit("fed:closed", { groupId });
+    for (const byMember of this.devices.values()) {
+      for (const d of [...byMember.values()]) {
+        if (d.groups.delete(groupId)) this.release(d);
+      }
+    }
   }
 
   private push(s: Stream, entry: WireEntry, next: NextEpoch | undefined): void {
@@ -165,22 +191,54 @@ export class HubRole {
   }
 
   /** A request of a follower's user, run as the DS runs its own users' requests. */
-  act(link: InboundLink, user: string, device: string, event: string, payload: Record<string, unknown>): Promise<Record<string, unknown>> {
-    if (!ACTS.has(event as DsRequestEvent)) return Promise.reject(new FederationError("invalid-payload", `${event} cannot be forwarded`));
-    if (providerOfUser(user) !== link.peer) return Promise.reject(new FederationError("forbidden-user", `${link.peer} cannot act for ${user}`));
-    const stand = this.device(link.peer, user, device);
-    // Presence only: the follower delivers the log to its device itself.
-    const body = event === "group:subscribe" ? { ...payload, after: Number.MAX_SAFE_INTEGER } : payload;
-    return this.ds.dispatch(event as DsRequestEvent, stand.principal, stand.asSocket(), body);
+  async act(link: InboundLink, user: string, device: string, event: string, payload: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (!ACTS.has(event as DsRequestEvent)) throw new FederationError("invalid-payload", `${event} cannot be forwarded`);
+    if (providerOfUser(user) !== link.peer) throw new FederationError("forbidden-user", `${link.peer} cannot act for ${user}`);
+    if (ROOM_ACTS.has(event as DsRequestEvent)) {
+      const room = payload.room;
+      if (typeof room !== "string") throw new FederationError("invalid-payload", `${event} needs the room on a link`);
+      if (providerOfRoom(room) !== this.o.domain) throw new DsError("forbidden-room", `${room.slice(0, 100)} is not a room of ${this.o.domain}`);
+    }
+    const stand = this.standIn(link.peer, user, device);
+    stand.busy++;
+    try {
+      // Presence only: the follower delivers the log to its device itself.
+      const body = event === "group:subscribe" ? { ...payload, after: Number.MAX_SAFE_INTEGER } : payload;
+      const reply = await this.ds.dispatch(event as DsRequestEvent, stand.principal, stand.asSocket(), body);
+      if (event === "group:subscribe") stand.groups.add(payload.groupId as string);
+      else if (event === "group:unsubscribe" || event === "group:leave") stand.groups.delete(payload.groupId as string);
+      return reply;
+    } finally {
+      stand.busy--;
+      this.release(stand);
+    }
   }
 
-  private device(peer: string, user: string, device: string): RemoteDevice {
+  private standIn(peer: string, user: string, device: string): RemoteDevice {
     let byMember = this.devices.get(peer);
     if (!byMember) this.devices.set(peer, (byMember = new Map()));
     const member = `${user}/${device}`;
     let d = byMember.get(member);
-    if (!d) byMember.set(member, (d = new RemoteDevice(`fed:${peer}:${member}`, { user, device, rooms: ["*"] })));
+    if (!d) {
+      if (byMember.size >= this.o.maxRemoteDevices) throw new DsError("too-many-devices", `${peer} has ${byMember.size} devices in calls here`);
+      byMember.set(member, (d = new RemoteDevice(`fed:${peer}:${member}`, { user, device, rooms: ["*"] }, peer)));
+    }
     return d;
+  }
+
+  /** Drops a stand-in that is in no group and serves no request. */
+  private release(d: RemoteDevice): void {
+    if (d.busy > 0 || d.groups.size > 0 || d.peer === undefined) return;
+    const byMember = this.devices.get(d.peer);
+    const member = `${d.principal.user}/${d.principal.device}`;
+    if (byMember?.get(member) !== d) return;
+    byMember.delete(member);
+    if (byMember.size === 0) this.devices.delete(d.peer);
+  }
+
+  /** Devices of `peer`'s users present in calls here (for tests and operators). */
+  remoteDevices(peer: string): string[] {
+    return [...(this.devices.get(peer)?.keys() ?? [])].sort();
   }
 
   /** The peer's link is gone: its streams end and its devices' leave grace starts (it re-announces them). */
@@ -189,7 +247,11 @@ export class HubRole {
       if (byPeer.get(link.peer)?.link === link) byPeer.delete(link.peer);
       if (byPeer.size === 0) this.streams.delete(groupId);
     }
-    for (const d of this.devices.get(link.peer)?.values() ?? []) this.ds.service.disconnected(d.principal, d.asSocket());
+    for (const d of [...(this.devices.get(link.peer)?.values() ?? [])]) {
+      this.ds.service.disconnected(d.principal, d.asSocket());
+      d.groups.clear();
+      this.release(d);
+    }
   }
 
   /** Tells the group's local subscribers and every follower of it about a device change. */
@@ -208,7 +270,19 @@ export class HubRole {
   /** A retired device leaves the group: the DS proposes its removal like any other departure. */
   async retire(groupId: string, user: string, device: string): Promise<void> {
     const peer = providerOfUser(user);
-    const stand = peer ? this.device(peer, user, device) : new RemoteDevice(`retired:${user}/${device}`, { user, device, rooms: ["*"] });
-    await this.ds.dispatch("group:leave", stand.principal, stand.asSocket(), { groupId });
+    if (peer === undefined || peer === this.o.domain) {
+      const stand = new RemoteDevice(`retired:${user}/${device}`, { user, device, rooms: ["*"] });
+      await this.ds.dispatch("group:leave", stand.principal, stand.asSocket(), { groupId });
+      return;
+    }
+    const stand = this.standIn(peer, user, device);
+    stand.busy++;
+    try {
+      await this.ds.dispatch("group:leave", stand.principal, stand.asSocket(), { groupId });
+      stand.groups.delete(groupId);
+    } finally {
+      stand.busy--;
+      this.release(stand);
+    }
   }
 }

@@ -54,6 +54,8 @@ export interface FederationConfig {
   readonly mirrorEntries?: number;
   /** Largest MLS message, GroupInfo or tree on a link (as the DS's own limit). Default 1 MiB. */
   readonly maxPayloadBytes?: number;
+  /** Most devices of one peer's users present in calls hosted here at a time. Default 10 000. */
+  readonly maxRemoteDevices?: number;
   /** Lifetime of a hub token. Default 1 h. */
   readonly hubTokenTtlSeconds?: number;
   /** Per-link limits (a link carries many users). */
@@ -144,7 +146,7 @@ export class Federation implements DsExtension {
 
   attach(ds: DsInternals): void {
     this.ds = ds;
-    const hub = (this.hubRole = new HubRole(ds));
+    const hub = (this.hubRole = new HubRole(ds, { domain: this.domain, maxRemoteDevices: this.config.maxRemoteDevices ?? 10_000 }));
     const follower = (this.followerRole = new FollowerRole({
       ds,
       domain: this.domain,
@@ -211,15 +213,12 @@ export class Federation implements DsExtension {
     switch (event) {
       case "room:join": {
         const hub = this.hubOfRoom(p.room as string);
-        if (!hub) {
-          follower.forgetRoom(socket);
-          return undefined;
-        }
-        return userFacing(follower.roomJoin(principal, socket, p.room as string, hub));
+        return hub ? userFacing(follower.roomJoin(principal, p.room as string, hub)) : undefined;
       }
       case "ds:external-sender": {
-        const remote = follower.externalSender(principal, socket, p.suite as number);
-        return remote && userFacing(remote);
+        // Without a room (older clients) the answer is this DS's own sender, as before federation.
+        const hub = p.room === undefined ? undefined : this.hubOfRoom(p.room as string);
+        return hub ? userFacing(follower.externalSender(principal, hub, p.room as string, p.suite as number)) : undefined;
       }
       case "group:create": {
         const hub = this.hubOfRoom(p.room as string);
@@ -429,6 +428,11 @@ export class Federation implements DsExtension {
   /** What this DS holds of a remote group it follows. */
   followed(groupId: string): { hub: string; head: number; epoch: number; roster: readonly RosterEntry[]; duplicates: number; live: boolean } | undefined {
     return this.followerRole?.metadata(groupId);
+  }
+
+  /** The devices of `peer`'s users this DS, as a hub, tracks as present in its calls ("user/device"). */
+  remoteDevices(peer: string): string[] {
+    return this.hubRole?.remoteDevices(peer) ?? [];
   }
 }
 

@@ -7,7 +7,7 @@ import { toHex } from "../../keying/codec/bytes.js";
 import type { CallEpoch } from "../../keying/call/keyring.js";
 import { CallSession, type CallErrorEvent, type CallSessionOptions, type CloseReason, type EpochEvent, type MessageEvent } from "../../client/call-session.js";
 import { DsConnection } from "../../client/ds-connection.js";
-import type { LogEntry } from "../../sfu-signaling/store/store.js";
+import type { LogEntry, Store } from "../../sfu-signaling/store/store.js";
 import type { TestDs } from "./ds-helpers.js";
 
 export const WAIT_MS = 120_000;
@@ -22,8 +22,8 @@ export interface Peer {
   closed: CloseReason | undefined;
 }
 
-export async function connectPeer(t: TestDs, name: string, room: string, options: Partial<CallSessionOptions> = {}): Promise<Peer> {
-  const connection = await DsConnection.connect({ url: t.ds.url, token: await t.token({ user: name, device: "d1" }), transports: ["websocket"] });
+/** A CallSession of `name` over an open connection (to any DS: its own, or a hub for client fan-out). */
+export function sessionPeer(connection: DsConnection, name: string, room: string, options: Partial<CallSessionOptions> = {}): Peer {
   const session = new CallSession({ connection, room, ...options });
   const peer: Peer = { name, session, connection, epochs: [], errors: [], messages: [], closed: undefined };
   session.on("epoch", (e) => peer.epochs.push(e));
@@ -31,6 +31,11 @@ export async function connectPeer(t: TestDs, name: string, room: string, options
   session.on("message", (m) => peer.messages.push(m));
   session.on("closed", ({ reason }) => (peer.closed = reason));
   return peer;
+}
+
+export async function connectPeer(t: TestDs, name: string, room: string, options: Partial<CallSessionOptions> = {}): Promise<Peer> {
+  const connection = await DsConnection.connect({ url: t.ds.url, token: await t.token({ user: name, device: "d1" }), transports: ["websocket"] });
+  return sessionPeer(connection, name, room, options);
 }
 
 export async function joinPeer(t: TestDs, name: string, room: string, options: Partial<CallSessionOptions> = {}): Promise<Peer> {
@@ -67,11 +72,16 @@ export function fingerprint(e: CallEpoch): string {
   return `${e.epoch}|${toHex(e.epochAuthenticator)}|${toHex(e.baseKey)}|${e.safetyCode}|${roster}`;
 }
 
-export async function groupLog(t: TestDs, groupId: string): Promise<LogEntry[]> {
+/** A group's whole log in a store. */
+export async function fullLog(store: Store, groupId: string): Promise<LogEntry[]> {
   const out: LogEntry[] = [];
   for (;;) {
-    const page = await t.store.readLog(groupId, out.length === 0 ? 0 : out[out.length - 1]!.seq, 500);
+    const page = await store.readLog(groupId, out.length === 0 ? 0 : out[out.length - 1]!.seq, 500);
     if (page.length === 0) return out;
     out.push(...page);
   }
+}
+
+export function groupLog(t: TestDs, groupId: string): Promise<LogEntry[]> {
+  return fullLog(t.store, groupId);
 }

@@ -11,8 +11,8 @@ import { utf8 } from "../../keying/codec/bytes.js";
 import { MlsGroup } from "../../keying/mls/group.js";
 import { DsConnection } from "../../client/ds-connection.js";
 import { connectToHub, hubToken, onDeviceChange, retireDevice, type DeviceChange } from "../../client/federation.js";
-import { describePeers, epochOf, fingerprint, until, type Peer } from "./call-helpers.js";
-import { connectTo, fullLog, homePeer, sessionPeer, startProviders, stopProviders, type Provider } from "./federation-helpers.js";
+import { describePeers, epochOf, fingerprint, fullLog, sessionPeer, until, type Peer } from "./call-helpers.js";
+import { connectTo, homePeer, startProviders, stopProviders, type Provider } from "./federation-helpers.js";
 
 const ROOM = "standup@a.example";
 const SLOW_BACKOFF = { commitPolicy: { backoffStepMs: 5000, maxBackoffMs: 20_000 } };

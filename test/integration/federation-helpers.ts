@@ -2,18 +2,16 @@
  * For the federation tests: several providers on loopback, each a real DS with the federation extension.
  * Every DS-to-DS link goes through a TCP proxy in front of the accepting DS, so a test can cut a provider's
  * incoming links and keep them down (`down = true`) while its users carry on; clients connect to their DS
- * directly. Or several providers as processes (startProviderProcesses), as they are deployed.
+ * directly. Providers as separate processes: provider-processes.ts.
  */
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { TokenAuthority, type Principal } from "../../sfu-signaling/auth.js";
-import { createFederation, exportProviderKey, generateProviderKey, type Federation, type ProviderKey, type TrustedPeer } from "../../sfu-signaling/federation/index.js";
+import { createFederation, generateProviderKey, type Federation, type FederationConfig, type ProviderKey, type TrustedPeer } from "../../sfu-signaling/federation/index.js";
 import { startDs, type RunningDs } from "../../sfu-signaling/server.js";
 import { SqliteStore } from "../../sfu-signaling/store/sqlite.js";
-import type { LogEntry, Store } from "../../sfu-signaling/store/store.js";
+import type { Store } from "../../sfu-signaling/store/store.js";
 import { DsConnection } from "../../client/ds-connection.js";
-import { CallSession, type CallSessionOptions } from "../../client/call-session.js";
-import type { Peer } from "./call-helpers.js";
+import type { CallSessionOptions } from "../../client/call-session.js";
+import { sessionPeer, type Peer } from "./call-helpers.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
 
 export interface Provider {
@@ -43,6 +41,8 @@ export interface FederationOptions {
   readonly leaveGraceMs?: number;
   readonly requestTimeoutMs?: number;
   readonly log?: boolean;
+  /** Further federation settings of every provider. */
+  readonly federation?: Partial<Pick<FederationConfig, "maxRemoteDevices">>;
 }
 
 /** Starts one DS per spec, all linked (per their trust lists), each with its own token key. */
@@ -72,6 +72,7 @@ export async function startProviders(specs: readonly ProviderSpec[], options: Fe
       key,
       peers,
       requestTimeoutMs: options.requestTimeoutMs ?? 20_000,
+      ...options.federation,
       log: options.log ? (l) => console.log(`[${s.domain}] ${l}`) : undefined,
     });
     const ds = await startDs({ store, tokenKey, leaveGraceMs: options.leaveGraceMs ?? 5000, extension: federation, log: options.log ? (l) => console.log(`[${s.domain} ds] ${l}`) : undefined });
@@ -108,17 +109,6 @@ export async function stopProviders(providers: Map<string, Provider>): Promise<v
   }
 }
 
-/** A CallSession of `name` over an open connection (to its own DS, or to the hub for client fan-out). */
-export function sessionPeer(connection: DsConnection, name: string, room: string, options: Partial<CallSessionOptions> = {}): Peer {
-  const session = new CallSession({ connection, room, ...options });
-  const peer: Peer = { name, session, connection, epochs: [], errors: [], messages: [], closed: undefined };
-  session.on("epoch", (e) => peer.epochs.push(e));
-  session.on("error", (e) => peer.errors.push(e));
-  session.on("message", (m) => peer.messages.push(m));
-  session.on("closed", ({ reason }) => (peer.closed = reason));
-  return peer;
-}
-
 export async function connectTo(provider: Provider, user: string, device = "d1"): Promise<DsConnection> {
   return DsConnection.connect({ url: provider.ds.url, token: await provider.token({ user, device }), transports: ["websocket"] });
 }
@@ -128,84 +118,3 @@ export async function homePeer(provider: Provider, user: string, room: string, o
   return sessionPeer(await connectTo(provider, user, device), user, room, options);
 }
 
-export async function fullLog(store: Store, groupId: string): Promise<LogEntry[]> {
-  const out: LogEntry[] = [];
-  for (;;) {
-    const page = await store.readLog(groupId, out.length === 0 ? 0 : out[out.length - 1]!.seq, 500);
-    if (page.length === 0) return out;
-    out.push(...page);
-  }
-}
-
-export interface DsProcess {
-  readonly domain: string;
-  readonly url: string;
-  readonly linkUrl: string;
-  readonly tokens: TokenAuthority;
-  token(p: Partial<Principal> & { user: string }): Promise<string>;
-  output(): string;
-  stop(): Promise<void>;
-}
-
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-
-/**
- * Providers as separate processes (`npm start`'s main.ts, configured through the DS_FEDERATION_* variables),
- * each behind a proxy whose port the others are configured with.
- */
-export async function startProviderProcesses(domains: readonly string[], leaveGraceMs = 5000): Promise<DsProcess[]> {
-  const keys = new Map(domains.map((d) => [d, generateProviderKey()]));
-  const ports = new Map<string, number>();
-  const proxies = new Map<string, TcpProxy>();
-  for (const d of domains) proxies.set(d, await startTcpProxy(() => ports.get(d)));
-  const started = await Promise.all(
-    domains.map(async (d) => {
-      const secret = `federation-process-secret-${d}-0123456789`;
-      const peers = domains.filter((x) => x !== d).map((x) => ({ domain: x, url: `http://127.0.0.1:${proxies.get(x)!.port}`, publicKey: keys.get(x)!.publicKey }));
-      const env = { ...process.env, DS_FEDERATION_DOMAIN: d, DS_FEDERATION_KEY: exportProviderKey(keys.get(d)!), DS_FEDERATION_PEERS: JSON.stringify(peers) };
-      const child = spawn(process.execPath, ["--import", "tsx", "sfu-signaling/main.ts", "--port", "0", "--data-dir", ":memory:", "--no-dev", "--jwt-secret", secret, "--leave-grace-ms", String(leaveGraceMs)], {
-        cwd: ROOT,
-        env,
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let output = "";
-      child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
-      child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          child.kill("SIGKILL");
-          reject(new Error(`${d} did not start:\n${output.slice(-3000)}`));
-        }, 60_000);
-        child.once("exit", (code) => {
-          clearTimeout(timer);
-          reject(new Error(`${d} exited (${code}):\n${output.slice(-3000)}`));
-        });
-        child.stdout!.on("data", () => {
-          const m = /Conclave DS listening on (http:\/\/\S+)/.exec(output);
-          if (!m) return;
-          clearTimeout(timer);
-          resolve(m[1]!);
-        });
-      });
-      ports.set(d, Number(new URL(url).port));
-      const tokens = new TokenAuthority(new TextEncoder().encode(secret));
-      const proxy = proxies.get(d)!;
-      const ds: DsProcess = {
-        domain: d,
-        url,
-        linkUrl: `http://127.0.0.1:${proxy.port}`,
-        tokens,
-        token: (p) => tokens.issue({ device: "d1", rooms: ["*"], ...p }, 3600),
-        output: () => output,
-        async stop() {
-          if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-          await exited;
-          await proxy.close();
-        },
-      };
-      return ds;
-    }),
-  );
-  return started;
-}

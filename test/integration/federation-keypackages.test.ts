@@ -125,7 +125,7 @@ describe("KeyPackages across providers", () => {
 
     const room = "welcome@a.example";
     expect((await bob.request("room:join", { room })).group).toBeNull();
-    const sender = decode(decodeExternalSender, bytesOf((await bob.request("ds:external-sender", { suite: 1 })).externalSender, "sender"));
+    const sender = decode(decodeExternalSender, bytesOf((await bob.request("ds:external-sender", { suite: 1, room })).externalSender, "sender"));
     const bobIdentity = await MlsGroup.generateIdentity(utf8("bob@b.example/d1"));
     const group = await MlsGroup.create({ identity: bobIdentity, extensions: [externalSendersExtension([sender])] });
     const snapshot = parseSnapshot((await bob.request("group:create", { room, groupInfo: await group.groupInfo(), tree: group.ratchetTree() })).group);

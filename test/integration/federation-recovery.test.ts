@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WireEntry } from "../../sfu-signaling/protocol.js";
-import { describePeers, epochOf, fingerprint, until, type Peer } from "./call-helpers.js";
-import { fullLog, homePeer, startProviders, stopProviders, type Provider } from "./federation-helpers.js";
+import { describePeers, epochOf, fingerprint, fullLog, until, type Peer } from "./call-helpers.js";
+import { homePeer, startProviders, stopProviders, type Provider } from "./federation-helpers.js";
 
 const ROOM = "sync@a.example";
 const SLOW_BACKOFF = { commitPolicy: { backoffStepMs: 5000, maxBackoffMs: 20_000 } };

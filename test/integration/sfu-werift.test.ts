@@ -7,18 +7,11 @@ import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Server } from "socket.io";
-import { io, type Socket as ClientSocket } from "socket.io-client";
-import {
-  RtcpPacketConverter,
-  RTCPeerConnection,
-  RtpHeader,
-  RtpPacket,
-  type MediaStreamTrack,
-  type RtcpPacket,
-  type RTCRtpTransceiver,
-} from "werift";
+import { io } from "socket.io-client";
+import { RtcpPacketConverter, type RtcpPacket } from "werift";
 import { keyframeRequestSsrcs } from "../../sfu-signaling/sfu/forwarder.js";
-import { createSfu, type ForwardedRtp, type OfferMessage, type Sfu, type SfuOptions } from "../../sfu-signaling/sfu/index.js";
+import { createSfu, type ForwardedRtp, type Sfu, type SfuOptions } from "../../sfu-signaling/sfu/index.js";
+import { NodePeer, pump, type PeerOptions } from "./werift-peer.js";
 
 const ROOM = "room-1";
 
@@ -60,141 +53,11 @@ async function startServer(options: SfuOptions = {}): Promise<Harness> {
   return harness;
 }
 
-interface PeerOptions {
-  /** Answer offers (default true); false simulates a client that never does. */
-  answer?: boolean;
-}
-
-/** A participant with a werift PeerConnection, following the wire protocol a browser client follows. */
-class NodePeer {
-  pc: RTCPeerConnection;
-  readonly socket: ClientSocket;
-  /** Payloads received, by publisher and kind ("alice/video"). */
-  readonly received = new Map<string, Buffer[]>();
-  readonly offers: OfferMessage[] = [];
-  removed: string | undefined;
-  publish: Partial<Record<"audio" | "video", RTCRtpTransceiver>> = {};
-  private readonly watched = new Set<RTCRtpTransceiver>();
-  private seq = 1000;
-  private joined = false;
-
-  constructor(
-    harness: Harness,
-    readonly participantId: string,
-    options: PeerOptions = {},
-    room = ROOM,
-  ) {
-    harness.peers.push(this);
-    this.socket = io(harness.url, { auth: { participantId, room }, transports: ["websocket"], reconnection: false });
-    this.pc = this.newPeerConnection();
-    this.socket.on("sfu:removed", ({ reason }: { reason: string }) => {
-      this.removed = reason;
-    });
-    this.socket.on("sfu:offer", (offer: OfferMessage, ack: (answer: { sdp: string }) => void) => {
-      this.offers.push(offer);
-      if (options.answer !== false) void this.answer(offer).then(ack);
-    });
-  }
-
-  private async answer(offer: OfferMessage): Promise<{ sdp: string }> {
-    await this.pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
-    const byMid = (mid: string) => this.pc.getTransceivers().find((t) => t.mid === mid);
-    for (const kind of ["audio", "video"] as const) {
-      const transceiver = byMid(offer.publish[kind])!;
-      transceiver.setDirection("sendonly");
-      this.publish[kind] = transceiver;
-    }
-    for (const { mid, participantId, kind } of offer.tracks) {
-      const transceiver = byMid(mid)!;
-      if (this.watched.has(transceiver)) continue;
-      this.watched.add(transceiver);
-      const key = `${participantId}/${kind}`;
-      const record = (track: MediaStreamTrack) =>
-        track.onReceiveRtp.subscribe((rtp) => {
-          const list = this.received.get(key) ?? [];
-          list.push(Buffer.from(rtp.payload));
-          this.received.set(key, list);
-        });
-      // werift creates the track (by the offered SSRC) inside setRemoteDescription, before onTrack can be heard.
-      transceiver.receiver.tracks.forEach(record);
-      transceiver.onTrack.subscribe(record);
-    }
-    await this.pc.setLocalDescription(await this.pc.createAnswer());
-    return { sdp: this.pc.localDescription!.sdp };
-  }
-
-  private newPeerConnection(): RTCPeerConnection {
-    const pc = new RTCPeerConnection({ iceServers: [], iceAdditionalHostAddresses: ["127.0.0.1"], iceUseIpv6: false, bundlePolicy: "max-bundle" });
-    pc.onIceCandidate.subscribe((candidate) => {
-      if (candidate) this.socket.emit("sfu:candidate", candidate.toJSON());
-    });
-    return pc;
-  }
-
-  /** Each join is a new media session on the SFU, so it takes a new PeerConnection. */
-  join(): Promise<{ ok: boolean; error?: { code: string } }> {
-    if (this.joined) {
-      void this.pc.close();
-      this.pc = this.newPeerConnection();
-      this.watched.clear();
-      this.publish = {};
-    }
-    this.joined = true;
-    return this.socket.timeout(10_000).emitWithAck("sfu:join", {});
-  }
-
-  get connected(): boolean {
-    return this.pc.connectionState === "connected";
-  }
-
-  count(from: string, kind = "video"): number {
-    return this.received.get(`${from}/${kind}`)?.length ?? 0;
-  }
-
-  send(kind: "audio" | "video", payload: Buffer): void {
-    const header = new RtpHeader({ payloadType: 96, sequenceNumber: this.seq++ & 0xffff, timestamp: this.seq * 3000, marker: true });
-    void this.publish[kind]!.sender.sendRtp(new RtpPacket(header, payload));
-  }
-
-  /**
-   * Keyframe requests for this peer's video. werift routes incoming feedback by the sender SSRC first, and on
-   * this side that SSRC (the SFU's, from the offer) belongs to the transceiver's receiver, so listen on both.
-   */
-  onKeyframeRequest(listener: () => void): void {
-    const transceiver = this.publish.video!;
-    const check = (packet: RtcpPacket) => {
-      if (keyframeRequestSsrcs(packet).includes(transceiver.sender.ssrc)) listener();
-    };
-    transceiver.sender.onRtcp.subscribe(check);
-    transceiver.receiver.onRtcp.subscribe(check);
-  }
-
-  /** The SSRC this peer receives `from`'s video on, for sending it a PLI. */
-  receiverFor(from: string): { transceiver: RTCRtpTransceiver; ssrc: number } {
-    const latest = this.offers.at(-1)!;
-    const mid = latest.tracks.find((t) => t.participantId === from && t.kind === "video")!.mid;
-    const transceiver = this.pc.getTransceivers().find((t) => t.mid === mid)!;
-    return { transceiver, ssrc: transceiver.receiver.track.ssrc! };
-  }
-
-  async close(): Promise<void> {
-    this.socket.disconnect();
-    await this.pc.close();
-  }
-}
-
-/** Keeps sending numbered packets from each peer until stopped. */
-function pump(peers: NodePeer[]): () => void {
-  let n = 0;
-  const timer = setInterval(() => {
-    n++;
-    for (const peer of peers) {
-      if (!peer.publish.video) continue;
-      peer.send("video", Buffer.from(`${peer.participantId}-video-${n}`));
-      peer.send("audio", Buffer.from(`${peer.participantId}-audio-${n}`));
-    }
-  }, 20);
-  return () => clearInterval(timer);
+/** A peer on the harness's server, in `room`. */
+function nodePeer(harness: Harness, participantId: string, options: PeerOptions = {}, room = ROOM): NodePeer {
+  const peer = new NodePeer(io(harness.url, { auth: { participantId, room }, transports: ["websocket"], reconnection: false }), participantId, options);
+  harness.peers.push(peer);
+  return peer;
 }
 
 describe("werift SFU with werift peers", () => {
@@ -211,8 +74,8 @@ describe("werift SFU with werift peers", () => {
   });
 
   it("forwards every publisher's audio and video to each other participant, byte for byte", async () => {
-    const alice = new NodePeer(harness, "alice");
-    const bob = new NodePeer(harness, "bob");
+    const alice = nodePeer(harness, "alice");
+    const bob = nodePeer(harness, "bob");
     expect(await alice.join()).toEqual({ ok: true });
     expect(await bob.join()).toEqual({ ok: true });
     const tapped: ForwardedRtp[] = [];
@@ -232,8 +95,8 @@ describe("werift SFU with werift peers", () => {
   });
 
   it("passes a subscriber's PLI to the publisher and asks for a keyframe when someone joins late", async () => {
-    const alice = new NodePeer(harness, "alice");
-    const bob = new NodePeer(harness, "bob");
+    const alice = nodePeer(harness, "alice");
+    const bob = nodePeer(harness, "bob");
     await alice.join();
     await bob.join();
     stopPump = pump([alice, bob]);
@@ -247,7 +110,7 @@ describe("werift SFU with werift peers", () => {
     await until(() => plisAtAlice >= 1, "bob's PLI at alice");
     expect(harness.sfu.keyframeRequests(ROOM, "alice")).toBeGreaterThan(before);
 
-    const carol = new NodePeer(harness, "carol");
+    const carol = nodePeer(harness, "carol");
     await carol.join();
     const afterBobsPli = plisAtAlice;
     await until(() => carol.count("alice") > 5 && carol.count("bob") > 5, "carol receiving both");
@@ -255,9 +118,9 @@ describe("werift SFU with werift peers", () => {
   });
 
   it("stops a removed participant's media at once and renegotiates the others", async () => {
-    const alice = new NodePeer(harness, "alice");
-    const bob = new NodePeer(harness, "bob");
-    const carol = new NodePeer(harness, "carol");
+    const alice = nodePeer(harness, "alice");
+    const bob = nodePeer(harness, "bob");
+    const carol = nodePeer(harness, "carol");
     for (const p of [alice, bob, carol]) await p.join();
     stopPump = pump([alice, bob, carol]);
     await until(() => [alice, bob, carol].every((p) => p.received.size === 4 && [...p.received.values()].every((l) => l.length > 5)), "full mesh of media");
@@ -288,14 +151,14 @@ describe("werift SFU with werift peers", () => {
   it("ends the media session of a participant that disconnects, and of one that never answers", async () => {
     await harness.close();
     harness = await startServer({ negotiationTimeoutMs: 1000 });
-    const alice = new NodePeer(harness, "alice");
-    const mute = new NodePeer(harness, "mute", { answer: false });
+    const alice = nodePeer(harness, "alice");
+    const mute = nodePeer(harness, "mute", { answer: false });
     await alice.join();
     expect(await mute.join()).toEqual({ ok: true });
     await until(() => mute.removed === "negotiation-failed", "the silent client removed");
     expect(harness.sfu.participants(ROOM)).toEqual(["alice"]);
 
-    const bob = new NodePeer(harness, "bob");
+    const bob = nodePeer(harness, "bob");
     await bob.join();
     await until(() => alice.offers.at(-1)!.tracks.length === 2, "alice offered bob's tracks");
     const offers = alice.offers.length;
@@ -305,11 +168,11 @@ describe("werift SFU with werift peers", () => {
   });
 
   it("reuses the m-lines of departed participants, so churn does not grow a connection", async () => {
-    const alice = new NodePeer(harness, "alice");
+    const alice = nodePeer(harness, "alice");
     await alice.join();
     stopPump = pump(harness.peers);
     for (let i = 0; i < 4; i++) {
-      const guest = new NodePeer(harness, `guest-${i}`);
+      const guest = nodePeer(harness, `guest-${i}`);
       await guest.join();
       await until(() => alice.count(guest.participantId) > 5 && guest.count("alice") > 5, `media with ${guest.participantId}`);
       const offers = alice.offers.length;
@@ -322,10 +185,10 @@ describe("werift SFU with werift peers", () => {
   it("refuses joins beyond the room limit and malformed payloads", async () => {
     await harness.close();
     harness = await startServer({ maxParticipantsPerRoom: 2, maxRooms: 1 });
-    const a = new NodePeer(harness, "a");
-    const b = new NodePeer(harness, "b");
-    const c = new NodePeer(harness, "c");
-    const other = new NodePeer(harness, "d", {}, "another-room");
+    const a = nodePeer(harness, "a");
+    const b = nodePeer(harness, "b");
+    const c = nodePeer(harness, "c");
+    const other = nodePeer(harness, "d", {}, "another-room");
     expect(await a.join()).toEqual({ ok: true });
     expect(await b.join()).toEqual({ ok: true });
     expect((await c.join()).error?.code).toBe("room-full");
