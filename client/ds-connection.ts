@@ -72,6 +72,7 @@ interface Subscription {
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+const ACK_DELAY_MS = 100;
 
 export class DsConnection extends Emitter<DsConnectionEvents> {
   private readonly subscriptions = new Map<string, Subscription>();
@@ -189,12 +190,18 @@ export class DsConnection extends Emitter<DsConnectionEvents> {
     this.subscriptions.delete(groupId);
   }
 
-  /** Acknowledges the group's log up to `seq` (processed). Coalesced: at most one ack in flight per group. */
+  /**
+   * Acknowledges the group's log up to `seq` (processed). Coalesced: an ack leaves ACK_DELAY_MS after the
+   * first entry it covers, at most one is in flight per group, and it carries the highest seq by then, so a
+   * proposal and the commit that follows it cost the DS one write, not two, per member.
+   */
   ack(groupId: string, seq: number): void {
     const sub = this.subscriptions.get(groupId);
     if (!sub || seq <= sub.ackWanted) return;
     sub.ackWanted = seq;
-    if (!sub.acking) void this.flushAcks(groupId, sub);
+    if (sub.acking) return;
+    sub.acking = true;
+    setTimeout(() => void this.flushAcks(groupId, sub), ACK_DELAY_MS);
   }
 
   /** Closes the connection for good (no reconnect); the DS sees a disconnect. */

@@ -39,8 +39,13 @@ export interface MembershipChange {
 
 const utf8Decoder = new TextDecoder("utf-8", { fatal: false });
 
+/** Members are shared by successive epochs (group-state.ts), so each is decoded once, not once per epoch. */
+const callMembers = new WeakMap<Pick<Member, "leafIndex" | "identity">, CallMember>();
+
 export function callMemberOf(m: Pick<Member, "leafIndex" | "identity">): CallMember {
-  return { leafIndex: m.leafIndex, identity: utf8Decoder.decode(m.identity) };
+  let c = callMembers.get(m);
+  if (!c) callMembers.set(m, (c = { leafIndex: m.leafIndex, identity: utf8Decoder.decode(m.identity) }));
+  return c;
 }
 
 /**

@@ -44,9 +44,7 @@ export class Writer {
 
   u64(v: bigint): this {
     if (v < 0n || v > 0xffffffffffffffffn) throw new RangeError("u64 out of range");
-    this.reserve(8);
-    for (let s = 56n; s >= 0n; s -= 8n) this.buf[this.len++] = Number((v >> s) & 0xffn);
-    return this;
+    return this.u32(Number(v >> 32n)).u32(Number(v & 0xffffffffn));
   }
 
   /** RFC 9420 §2.1.2 variable-length integer, always in its minimal form. */
@@ -70,11 +68,23 @@ export class Writer {
     return this.varint(bytes.length).raw(bytes);
   }
 
-  /** `T x<V>`: the items are encoded into the vector, whose length is their total byte size. */
+  /**
+   * `T x<V>`: the items are encoded into the vector, whose length is their total byte size. They are written
+   * in place behind room for the longest header, and moved back once the length, so the header's size, is known.
+   */
   vector<T>(items: readonly T[], enc: Encoder<T>): this {
-    const inner = new Writer();
-    for (const item of items) enc(inner, item);
-    return this.opaque(inner.finish());
+    this.reserve(4);
+    const start = this.len;
+    this.len += 4;
+    for (const item of items) enc(this, item);
+    const n = this.len - start - 4;
+    if (n > MAX_VARINT) throw new RangeError(`vector of ${n} bytes is too long`);
+    const header = n < 0x40 ? 1 : n < 0x4000 ? 2 : 4;
+    if (header < 4) this.buf.copyWithin(start + header, start + 4, this.len);
+    this.len = start;
+    this.varint(n);
+    this.len = start + header + n;
+    return this;
   }
 
   /** `optional<T>`: a presence byte, then the value when present. */

@@ -235,7 +235,7 @@ export async function stageReceivedCommit(
   let decrypted: StagedCommit["path"];
   if (path) {
     await validateLeafNode(
-      { suite, policy, groupId: context.groupId, extensions: applied.extensions, index: applied.index },
+      { suite, policy, groupId: context.groupId, extensions: applied.extensions, index: tree.memberIndex() },
       path.leafNode,
       {
         source: LeafNodeSource.commit,
@@ -327,7 +327,16 @@ export function nextEpochState(
     readonly reinit?: ReInit;
   },
 ): GroupState {
-  const past: PastEpoch = { context: state.context, senderDataSecret: state.keys.senderDataSecret, secretTree: state.secretTree, signatureKeys: signatureKeysOf(state.tree) };
+  const tree = state.tree;
+  const past: PastEpoch = {
+    context: state.context,
+    senderDataSecret: state.keys.senderDataSecret,
+    secretTree: state.secretTree,
+    // Read only if a late message of that epoch arrives: not worth an O(n) copy per commit.
+    get signatureKeys() {
+      return signatureKeysOf(tree);
+    },
+  };
   return {
     suite: state.suite,
     context: next.context,

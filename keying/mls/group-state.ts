@@ -106,15 +106,37 @@ function identityOf(credential: Credential): Uint8Array {
   return credential.credentialType === CredentialType.basic ? credential.identity : (credential.certificates[0] ?? new Uint8Array(0));
 }
 
+/** LeafNodes are immutable values shared by the trees of successive epochs, and so are their Members. */
+const memberObjects = new WeakMap<LeafNode, Member>();
+
 export function memberOf(leafIndex: LeafIndex, leaf: LeafNode): Member {
-  return { leafIndex, credential: leaf.credential, identity: identityOf(leaf.credential), signatureKey: leaf.signatureKey };
+  const known = memberObjects.get(leaf);
+  if (known?.leafIndex === leafIndex) return known;
+  const member: Member = { leafIndex, credential: leaf.credential, identity: identityOf(leaf.credential), signatureKey: leaf.signatureKey };
+  memberObjects.set(leaf, member);
+  return member;
 }
 
+const MEMBERS = Symbol("members");
+
+/** The members of a tree in leaf order, computed once per tree version. */
+export function membersOf(tree: RatchetTree): readonly Member[] {
+  return tree.derived(MEMBERS, (t) => {
+    const out: Member[] = [];
+    for (const [i, leaf] of t.leaves()) out.push(memberOf(i, leaf));
+    return Object.freeze(out);
+  });
+}
+
+const SIGNATURE_KEYS = Symbol("signature keys");
+
 /** The signature keys of a tree's leaves by index, kept for an epoch once it is past. */
-export function signatureKeysOf(tree: RatchetTree): (Uint8Array | undefined)[] {
-  const keys: (Uint8Array | undefined)[] = new Array(tree.leafCount).fill(undefined);
-  for (const [i, leaf] of tree.leaves()) keys[i] = leaf.signatureKey;
-  return keys;
+export function signatureKeysOf(tree: RatchetTree): readonly (Uint8Array | undefined)[] {
+  return tree.derived(SIGNATURE_KEYS, (t) => {
+    const keys: (Uint8Array | undefined)[] = new Array(t.leafCount).fill(undefined);
+    for (const [i, leaf] of t.leaves()) keys[i] = leaf.signatureKey;
+    return Object.freeze(keys);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ import {
   encodeGroupState,
   encodeMember,
   memberOf,
+  membersOf,
   type ExternalPsk,
   type GroupState,
   type Member,
@@ -479,10 +480,8 @@ export class MlsGroup {
     return this.pending !== undefined;
   }
 
-  members(): Member[] {
-    const out: Member[] = [];
-    for (const [i, leaf] of this.state.tree.leaves()) out.push(memberOf(i, leaf));
-    return out;
+  members(): readonly Member[] {
+    return membersOf(this.state.tree);
   }
 
   member(leafIndex: number): Member | undefined {

@@ -4,11 +4,17 @@ import { bytesEqual } from "../codec/bytes.js";
  * A map keyed by public keys (or any byte strings). Entries are bucketed by a small integer read from the
  * first bytes and confirmed byte for byte, so building a map over a 1000-member tree allocates no strings
  * and hashes only small integers; keys chosen to share a prefix only lengthen a bucket, never confuse two keys.
+ * Entries and collision buckets are never edited in place, so `clone()` is one native Map copy.
  */
 export class KeyMap<V> {
   /** A bucket is one entry, or an array when keys share a bucket number. */
-  private readonly buckets = new Map<number, Entry<V> | Entry<V>[]>();
-  private count = 0;
+  private readonly buckets: Map<number, Entry<V> | Entry<V>[]>;
+  private count: number;
+
+  constructor(from?: KeyMap<V>) {
+    this.buckets = new Map(from?.buckets);
+    this.count = from?.count ?? 0;
+  }
 
   get size(): number {
     return this.count;
@@ -34,18 +40,27 @@ export class KeyMap<V> {
     return this.find(key) !== undefined;
   }
 
+  clone(): KeyMap<V> {
+    return new KeyMap(this);
+  }
+
   set(key: Uint8Array, value: V): this {
-    const existing = this.find(key);
-    if (existing) {
-      existing.value = value;
-      return this;
-    }
     const b = KeyMap.bucketOf(key);
     const bucket = this.buckets.get(b);
     const entry = { key, value };
-    if (bucket === undefined) this.buckets.set(b, entry);
-    else if (Array.isArray(bucket)) bucket.push(entry);
-    else this.buckets.set(b, [bucket, entry]);
+    if (bucket === undefined) {
+      this.buckets.set(b, entry);
+    } else if (!Array.isArray(bucket)) {
+      if (bytesEqual(bucket.key, key)) {
+        this.buckets.set(b, entry);
+        return this;
+      }
+      this.buckets.set(b, [bucket, entry]);
+    } else {
+      const i = bucket.findIndex((e) => bytesEqual(e.key, key));
+      this.buckets.set(b, i < 0 ? [...bucket, entry] : bucket.map((e, j) => (j === i ? entry : e)));
+      if (i >= 0) return this;
+    }
     this.count++;
     return this;
   }
@@ -60,8 +75,8 @@ export class KeyMap<V> {
     } else {
       const i = bucket.findIndex((e) => bytesEqual(e.key, key));
       if (i < 0) return false;
-      bucket.splice(i, 1);
-      if (bucket.length === 1) this.buckets.set(b, bucket[0]!);
+      const rest = bucket.filter((_, j) => j !== i);
+      this.buckets.set(b, rest.length === 1 ? rest[0]! : rest);
     }
     this.count--;
     return true;
@@ -70,5 +85,5 @@ export class KeyMap<V> {
 
 interface Entry<V> {
   readonly key: Uint8Array;
-  value: V;
+  readonly value: V;
 }

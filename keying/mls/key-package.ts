@@ -7,7 +7,8 @@ import type { CipherSuite } from "../crypto/cipher-suite.js";
 import { SUITE_IDS } from "../crypto/suites.js";
 import { bytesEqual } from "../codec/bytes.js";
 import { MlsValidationError } from "./errors.js";
-import { MemberIndex, checkUniqueExtensions, validateLeafNode, type LeafValidationContext } from "./leaf-validation.js";
+import { checkUniqueExtensions, validateLeafNode, type LeafValidationContext } from "./leaf-validation.js";
+import { MemberIndex } from "./member-index.js";
 import { resolvePolicy } from "./policy.js";
 import { signLeafNode } from "./leaf-node.js";
 import {

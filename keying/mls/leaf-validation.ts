@@ -1,13 +1,13 @@
 /**
  * RFC 9420 §7.3 Leaf Node Validation and the capability rules of §11.1 and §13.4, against the group a leaf
- * joins. The checks that depend on every other member (unique keys, credential types supported by all) use a
- * MemberIndex built once per commit and kept current as proposals apply, so validating k new leaves costs
- * O(n + k) rather than O(n · k).
+ * joins. The checks that depend on every other member (unique keys, credential types supported by all) ask
+ * the tree's MemberIndex (member-index.ts), kept current as proposals apply, so validating k new leaves costs
+ * O(k), not O(n · k).
  */
 import type { CipherSuite } from "../crypto/cipher-suite.js";
 import { MlsValidationError } from "./errors.js";
-import { KeyMap } from "./key-map.js";
 import { verifyLeafNodeSignature } from "./leaf-node.js";
+import type { MemberView } from "./member-index.js";
 import {
   ExtensionType,
   LeafNodeSource,
@@ -18,7 +18,7 @@ import {
 } from "./messages.js";
 import type { ResolvedPolicy } from "./policy.js";
 import type { RatchetTree } from "./ratchet-tree.js";
-import { leafToNode, type LeafIndex, type NodeIndex } from "./tree-math.js";
+import type { LeafIndex } from "./tree-math.js";
 
 /** Extension types every client implements and so never lists in its capabilities (§7.2). */
 const DEFAULT_EXTENSIONS: ReadonlySet<number> = new Set([1, 2, 3, 4, 5]);
@@ -60,84 +60,6 @@ export function checkSupportedGroupExtensions(extensions: readonly Extension[]):
   }
 }
 
-/**
- * Who holds which key and which credential types the members support. Mutable: one instance lives for
- * the validation of one proposal list and follows the tree as each proposal applies.
- */
-export class MemberIndex {
-  private readonly signatureKeys = new KeyMap<LeafIndex>();
-  private readonly encryptionKeys = new KeyMap<NodeIndex>();
-  /** Credential type -> number of members using it. */
-  private readonly inUse = new Map<number, number>();
-  /** Credential type -> number of members listing it in their capabilities. */
-  private readonly supported = new Map<number, number>();
-  private members = 0;
-
-  static of(tree: RatchetTree): MemberIndex {
-    const index = new MemberIndex();
-    for (const [leaf, node] of tree.leaves()) index.addLeaf(leaf, node);
-    for (const [x, node] of tree.parents()) index.encryptionKeys.set(node.encryptionKey, x);
-    return index;
-  }
-
-  get memberCount(): number {
-    return this.members;
-  }
-
-  signatureKeyOwner(key: Uint8Array): LeafIndex | undefined {
-    return this.signatureKeys.get(key);
-  }
-
-  encryptionKeyOwner(key: Uint8Array): NodeIndex | undefined {
-    return this.encryptionKeys.get(key);
-  }
-
-  /** Whether every member other than `except` lists `type` among its supported credentials. */
-  credentialSupportedByAll(type: number, except?: LeafNode): boolean {
-    const own = except && except.capabilities.credentials.includes(type) ? 1 : 0;
-    return (this.supported.get(type) ?? 0) - own === this.members - (except ? 1 : 0);
-  }
-
-  /** Credential types used by members other than `except`. */
-  credentialTypesInUse(except?: LeafNode): number[] {
-    const out: number[] = [];
-    for (const [type, count] of this.inUse) if (count - (except?.credential.credentialType === type ? 1 : 0) > 0) out.push(type);
-    return out;
-  }
-
-  addLeaf(leaf: LeafIndex, node: LeafNode): void {
-    this.signatureKeys.set(node.signatureKey, leaf);
-    this.encryptionKeys.set(node.encryptionKey, leafToNode(leaf));
-    bump(this.inUse, node.credential.credentialType, 1);
-    eachDistinct(node.capabilities.credentials, (t) => bump(this.supported, t, 1));
-    this.members++;
-  }
-
-  removeLeaf(node: LeafNode): void {
-    this.signatureKeys.delete(node.signatureKey);
-    this.encryptionKeys.delete(node.encryptionKey);
-    bump(this.inUse, node.credential.credentialType, -1);
-    eachDistinct(node.capabilities.credentials, (t) => bump(this.supported, t, -1));
-    this.members--;
-  }
-
-  replaceLeaf(leaf: LeafIndex, before: LeafNode, after: LeafNode): void {
-    this.removeLeaf(before);
-    this.addLeaf(leaf, after);
-  }
-}
-
-/** Calls `f` once per distinct value (capability lists are short; a Set per leaf would cost more). */
-function eachDistinct(values: readonly number[], f: (v: number) => void): void {
-  for (let i = 0; i < values.length; i++) if (values.indexOf(values[i]!) === i) f(values[i]!);
-}
-
-function bump(map: Map<number, number>, key: number, by: number): void {
-  const n = (map.get(key) ?? 0) + by;
-  if (n === 0) map.delete(key);
-  else map.set(key, n);
-}
-
 /** The group a leaf is validated against. */
 export interface LeafValidationContext {
   readonly suite: CipherSuite;
@@ -145,7 +67,7 @@ export interface LeafValidationContext {
   readonly groupId: Uint8Array;
   /** The GroupContext extensions in force for this leaf (after any GroupContextExtensions of the same commit). */
   readonly extensions: readonly Extension[];
-  readonly index: MemberIndex;
+  readonly index: MemberView;
 }
 
 export interface LeafCheck {
@@ -212,7 +134,7 @@ export function checkLeafCapabilities(groupExtensions: readonly Extension[], lea
   }
 }
 
-function checkLeafAgainstMembers(index: MemberIndex, leaf: LeafNode, check: LeafCheck, where: string): void {
+function checkLeafAgainstMembers(index: MemberView, leaf: LeafNode, check: LeafCheck, where: string): void {
   const others = check.replaces;
   if (!index.credentialSupportedByAll(leaf.credential.credentialType, others)) {
     throw new MlsValidationError("unsupported-capability", `${where}: credential type ${leaf.credential.credentialType} is not supported by every member`);

@@ -37,7 +37,7 @@ import { MlsValidationError } from "./errors.js";
 import { groupInfoFrom, suiteOfGroupInfo, treeFrom } from "./external.js";
 import { interimTranscriptHash, verifyFramedContentSignature } from "./framing.js";
 import { externalPubOf, joinTree, verifyGroupInfoAndTree } from "./group-info.js";
-import { decodeCachedProposal, encodeCachedProposal, memberOf, type CachedProposal, type Member } from "./group-state.js";
+import { decodeCachedProposal, encodeCachedProposal, membersOf, type CachedProposal, type Member } from "./group-state.js";
 import {
   ContentType,
   ExtensionType,
@@ -140,10 +140,8 @@ export class PublicObserver {
     return this.state.reinit;
   }
 
-  members(): Member[] {
-    const out: Member[] = [];
-    for (const [i, leaf] of this.state.tree.leaves()) out.push(memberOf(i, leaf));
-    return out;
+  members(): readonly Member[] {
+    return membersOf(this.state.tree);
   }
 
   /** The leaf of a member by signature key (e.g. to map a connection to its leaf). */

@@ -11,7 +11,6 @@ import { MlsValidationError } from "./errors.js";
 import { KeyMap } from "./key-map.js";
 import { validateKeyPackage } from "./key-package.js";
 import {
-  MemberIndex,
   checkRequiredCapabilitiesOfMembers,
   checkSupportedGroupExtensions,
   validateLeafNode,
@@ -139,8 +138,6 @@ export interface AppliedProposals {
   readonly extensions: Extension[];
   /** Whether a GroupContextExtensions proposal set them. */
   readonly extensionsChanged: boolean;
-  /** Keys and credentials of the new tree, for validating the committer's new leaf. */
-  readonly index: MemberIndex;
   readonly added: { readonly leaf: LeafIndex; readonly keyPackage: KeyPackage }[];
   readonly removed: { readonly leaf: LeafIndex; readonly leafNode: LeafNode }[];
   readonly updated: LeafIndex[];
@@ -227,8 +224,16 @@ export async function applyProposalList(input: ProposalListInput): Promise<Appli
   }
 
   const tree = input.tree.clone();
-  const index = MemberIndex.of(input.tree);
-  const leafCtx: LeafValidationContext = { suite, policy, groupId: context.groupId, extensions, index };
+  // Each leaf is checked against the members as the proposals before it left them.
+  const leafCtx: LeafValidationContext = {
+    suite,
+    policy,
+    groupId: context.groupId,
+    extensions,
+    get index() {
+      return tree.memberIndex();
+    },
+  };
   const clients = policy.clientId && adds.length > 0 ? clientIndex(tree, policy.clientId) : undefined;
 
   const updated: LeafIndex[] = [];
@@ -239,7 +244,6 @@ export async function applyProposalList(input: ProposalListInput): Promise<Appli
     const after = u.proposal.update.leafNode;
     await validateLeafNode(leafCtx, after, { source: LeafNodeSource.update, leafIndex: leaf, replaces: before, received: true });
     tree.updateLeaf(leaf, after);
-    index.replaceLeaf(leaf, before, after);
     updated.push(leaf);
   }
 
@@ -249,7 +253,6 @@ export async function applyProposalList(input: ProposalListInput): Promise<Appli
     const node = tree.leafNode(leaf);
     if (!node) throw new MlsValidationError("invalid-proposal", `Remove of blank or absent leaf ${leaf}`);
     tree.removeLeaf(leaf);
-    index.removeLeaf(node);
     clients?.delete(policy.clientId!(node));
     removed.push({ leaf, leafNode: node });
   }
@@ -263,7 +266,6 @@ export async function applyProposalList(input: ProposalListInput): Promise<Appli
       if (clients.has(id)) throw new MlsValidationError("invalid-proposal-list", `Add of a client already in the group (leaf ${clients.get(id)})`);
     }
     const leaf = tree.addLeaf(kp.leafNode);
-    index.addLeaf(leaf, kp.leafNode);
     clients?.set(policy.clientId!(kp.leafNode), leaf);
     added.push({ leaf, keyPackage: kp });
   }
@@ -274,7 +276,6 @@ export async function applyProposalList(input: ProposalListInput): Promise<Appli
     tree,
     extensions,
     extensionsChanged: gce !== undefined,
-    index,
     added,
     removed,
     updated,

@@ -10,6 +10,7 @@ import {
   type Node,
   type ParentNode,
 } from "./messages.js";
+import { MemberIndex, type MemberView } from "./member-index.js";
 import {
   directPath,
   directPathSteps,
@@ -42,6 +43,11 @@ export class RatchetTree {
   private hashes: (Uint8Array | undefined)[];
   /** The suite the cached hashes were computed with; another suite starts from an empty cache. */
   private hashSuite: number | undefined;
+  /** Built on first use, then kept current by replace(); shared with clones until either side changes a node. */
+  private index: MemberIndex | undefined;
+  private indexShared = false;
+  /** Values computed from the nodes (see derived()), dropped on any change. */
+  private readonly derivedValues = new Map<symbol, unknown>();
 
   private constructor(nodes: (LeafNode | ParentNode | undefined)[], hashes: (Uint8Array | undefined)[], hashSuite: number | undefined) {
     this.nodes = nodes;
@@ -55,7 +61,29 @@ export class RatchetTree {
   }
 
   clone(): RatchetTree {
-    return new RatchetTree(this.nodes.slice(), this.hashes.slice(), this.hashSuite);
+    const copy = new RatchetTree(this.nodes.slice(), this.hashes.slice(), this.hashSuite);
+    if (this.index) {
+      copy.index = this.index;
+      copy.indexShared = this.indexShared = true;
+    }
+    return copy;
+  }
+
+  /**
+   * A value computed from the tree by `compute`, kept until a node changes: a tree is read far more often
+   * than changed (every message of an epoch reads the same roster).
+   */
+  derived<T>(key: symbol, compute: (tree: RatchetTree) => T): T {
+    if (this.derivedValues.has(key)) return this.derivedValues.get(key) as T;
+    const value = compute(this);
+    this.derivedValues.set(key, value);
+    return value;
+  }
+
+  /** Who holds which key, and the members' credential types (§7.3 checks), for this tree as it is now. */
+  memberIndex(): MemberView {
+    this.index ??= MemberIndex.of(this.nodes);
+    return this.index;
   }
 
   get leafCount(): number {
@@ -244,8 +272,16 @@ export class RatchetTree {
     if (!Number.isInteger(leaf) || leaf < 0 || leaf >= this.leafCount) throw new RangeError(`leaf ${leaf} is outside a tree of ${this.leafCount} leaves`);
   }
 
-  /** Every change goes through here, so the tree-hash cache of the node and its ancestors is dropped. */
+  /** Every change goes through here: the tree-hash cache of the node and its ancestors is dropped, the index follows. */
   private replace(x: NodeIndex, value: LeafNode | ParentNode | undefined): void {
+    if (this.index) {
+      if (this.indexShared) {
+        this.index = this.index.clone();
+        this.indexShared = false;
+      }
+      this.index.replaceNode(x, this.nodes[x], value);
+    }
+    this.derivedValues.clear();
     this.nodes[x] = value;
     this.hashes[x] = undefined;
     for (const p of directPath(x, this.leafCount)) this.hashes[p] = undefined;

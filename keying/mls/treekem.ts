@@ -307,14 +307,16 @@ async function mergeChecked(input: MergeUpdatePathInput): Promise<{ tree: Ratche
 
 /** §12.4.2: no public key of the UpdatePath may already be in the tree, nor appear twice in the path. */
 function checkFreshKeys(tree: RatchetTree, updatePath: UpdatePath): void {
+  const keys = [updatePath.leafNode.encryptionKey, ...updatePath.nodes.map((n) => n.encryptionKey)];
   const fresh = new KeyMap<true>();
-  for (const key of [updatePath.leafNode.encryptionKey, ...updatePath.nodes.map((n) => n.encryptionKey)]) {
+  for (const key of keys) {
     if (fresh.has(key)) throw new MlsValidationError("duplicate-key", "an encryption key appears twice in the UpdatePath");
     fresh.set(key, true);
   }
-  for (let x = 0; x < tree.nodeCount; x++) {
-    const key = tree.encryptionKey(x);
-    if (key && fresh.has(key)) throw new MlsValidationError("duplicate-key", `UpdatePath reuses the encryption key of node ${x}`);
+  const members = tree.memberIndex();
+  for (const key of keys) {
+    const x = members.encryptionKeyOwner(key);
+    if (x !== undefined) throw new MlsValidationError("duplicate-key", `UpdatePath reuses the encryption key of node ${x}`);
   }
 }
 

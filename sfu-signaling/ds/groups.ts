@@ -437,13 +437,19 @@ export class GroupService {
     return { seq, epoch: rt.record.epoch };
   }
 
-  ack(principal: Principal, groupId: string, seq: number): Promise<void> {
-    return this.exclusive(groupId, async () => {
-      const rt = await this.runtime(groupId);
-      this.authorize(principal, rt.record.room);
-      if (seq > rt.record.seq) throw new DsError("invalid-payload", "ack beyond the end of the log");
-      await this.o.store.ack(groupId, memberId(principal), seq);
-    });
+  /**
+   * Not queued behind the group's commits: the store only ever raises a member's position, so acks need no
+   * order among themselves or with appends, and in a large call they would otherwise delay every commit.
+   */
+  async ack(principal: Principal, groupId: string, seq: number): Promise<void> {
+    const head = await this.o.store.groupHead(groupId);
+    if (!head) throw new DsError("unknown-group", "no such group");
+    if (head.closed) throw new DsError("group-closed", "the call has ended");
+    const room = this.runtimes.get(groupId)?.record.room ?? (await this.o.store.getGroup(groupId))?.room;
+    if (room === undefined) throw new DsError("unknown-group", "no such group");
+    this.authorize(principal, room);
+    if (seq > head.seq) throw new DsError("invalid-payload", "ack beyond the end of the log");
+    await this.o.store.ack(groupId, memberId(principal), seq);
   }
 
   /** A member could not process a sequenced commit: it rejoins on its own; the DS only counts and logs it. */

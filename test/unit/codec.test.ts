@@ -66,6 +66,20 @@ describe("vectors and opaque", () => {
     expect(big.length).toBe(302);
   });
 
+  it.each([0, 1, 63, 64, 300, 16383, 16384, 70000])("a nested vector of %i bytes, written in place, reads back with a minimal header", (size) => {
+    const items = [new Uint8Array(size).fill(7), Uint8Array.of(1, 2)];
+    const bytes = new Writer().u8(0xaa).vector([items], (w, inner) => void w.vector(inner, (w2, b) => void w2.opaque(b))).u8(0xbb).finish();
+    const r = new Reader(bytes);
+    expect(r.u8()).toBe(0xaa);
+    expect(r.vector((o) => o.vector((i) => i.opaque()))).toEqual([items]);
+    expect(r.u8()).toBe(0xbb);
+    // Minimal headers all the way down: opaque(size) and opaque(2) inside, then the two vectors around them.
+    const h = (n: number) => (n < 0x40 ? 1 : n < 0x4000 ? 2 : 4);
+    const inner = h(size) + size + 3;
+    const outer = h(inner) + inner;
+    expect(bytes.length).toBe(1 + h(outer) + outer + 1);
+  });
+
   it("trailing bytes after a complete structure are rejected", () => {
     expect(thrown(MlsDecodeError, () => decode(readOpaque, fromHex("0102ff"))).code).toBe("trailing-bytes");
     expect(thrown(MlsDecodeError, () => decode(readVarint, fromHex("0000"))).code).toBe("trailing-bytes");
