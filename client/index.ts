@@ -20,7 +20,18 @@ export {
   type LocalMediaRequest,
   type RekeyEntry,
 } from "./media/call.js";
-export { CallE2ee, E2eeUnsupportedError, type CallE2eeEvents, type CallE2eeOptions, type E2eeSupport, type TransformApi } from "./media/e2ee.js";
+export {
+  CallE2ee,
+  E2eeBypassError,
+  E2eeUnsupportedError,
+  type BypassGuardOptions,
+  type CallE2eeEvents,
+  type CallE2eeOptions,
+  type E2eeSupport,
+  type TransformApi,
+  type TransformBypass,
+  type TransformCheck,
+} from "./media/e2ee.js";
 export type { E2eeState, ParticipantE2ee } from "./media/e2ee-status.js";
 export { SfuClient, type MediaKind, type MediaState, type RemoteTrack, type SfuClientOptions, type SfuProtection } from "./media/sfu-client.js";
 export { protectConsumer, protectConsumerOptions, protectProducer, protectProducerOptions, releaseMediasoup } from "./media/mediasoup.js";

@@ -4,7 +4,18 @@
  * endpoint (/dev/token) on this page's own origin. `window.conclave` holds the live Call and the SDK (for tests).
  */
 import * as sdk from "../client/index.js";
-import { Call, CallE2ee, fetchDevToken, type CallParticipant, type ChatMessage, type E2eeState, type ParticipantE2ee, type RekeyEntry } from "../client/index.js";
+import {
+  Call,
+  CallE2ee,
+  fetchDevToken,
+  nameOf,
+  type CallParticipant,
+  type ChatMessage,
+  type E2eeState,
+  type ParticipantE2ee,
+  type RekeyEntry,
+  type TransformBypass,
+} from "../client/index.js";
 import workerUrl from "../client/worker/frame-transform.ts?worker&url";
 
 const $ = <T extends HTMLElement>(id: string): T => {
@@ -25,6 +36,7 @@ const ui = {
   epoch: $("epoch"),
   safetyCode: $("safety-code"),
   mediaState: $("media-state"),
+  alerts: $("e2ee-alerts"),
   muteAudio: $<HTMLButtonElement>("mute-audio"),
   muteVideo: $<HTMLButtonElement>("mute-video"),
   leave: $<HTMLButtonElement>("leave"),
@@ -124,8 +136,12 @@ function showCall(call: Call): void {
   ui.timeline.replaceChildren();
   ui.chatLog.replaceChildren();
   ui.grid.replaceChildren();
+  ui.alerts.replaceChildren();
+  ui.alerts.hidden = true;
   const tiles = new Map<string, Tile>();
   const e2ee = new Map<string, ParticipantE2ee>();
+  /** Media stopped because it bypassed encryption, by participant: "sending video", "receiving audio", ... */
+  const bypassed = new Map<string, string[]>();
   const offs: (() => void)[] = [];
 
   const renderEpoch = () => {
@@ -142,6 +158,12 @@ function showCall(call: Call): void {
     tile.badge.textContent = self ? (state === "decrypting" ? "E2EE: encrypting" : state === "failing" ? "E2EE: failing" : "E2EE: waiting for keys") : BADGE[state];
     tile.badge.className = `badge ${state}`;
     tile.root.dataset.e2ee = state;
+    const stopped = bypassed.get(id);
+    if (stopped) {
+      tile.badge.textContent = `E2EE bypass: ${stopped.join(", ")} stopped`;
+      tile.badge.className = "badge bypassed";
+      tile.root.dataset.bypass = stopped.join(",");
+    }
     tile.detail.textContent = status
       ? `${status.frames} frames ${self ? "encrypted" : "decrypted"} · ${status.failures} failed${status.held ? ` · ${status.released}/${status.held} held frames released` : ""}`
       : "";
@@ -212,6 +234,24 @@ function showCall(call: Call): void {
     ui.muteVideo.setAttribute("aria-pressed", String(video));
   };
 
+  const addBypass = (b: TransformBypass) => {
+    const what = `${b.role === "send" ? "sending" : "receiving"} ${b.kind}`;
+    bypassed.set(b.participantId, [...(bypassed.get(b.participantId) ?? []), what]);
+    const item = el(
+      "li",
+      undefined,
+      b.role === "send"
+        ? `Your ${b.kind} left without encryption (${b.media} ${b.counter}, ${b.transformed} encrypted): this browser bypassed the encryption transform. Your ${b.kind} is no longer sent.`
+        : `${b.kind === "video" ? "Video" : "Audio"} from ${nameOf(b.participantId)} reached the decoder without decryption: this browser bypassed the transform. It is no longer played.`,
+    );
+    item.dataset.participant = b.participantId;
+    item.dataset.role = b.role;
+    item.dataset.kind = b.kind;
+    ui.alerts.append(item);
+    ui.alerts.hidden = false;
+    renderBadge(b.participantId);
+  };
+
   const renderMedia = () => {
     const { state, reason } = call.media;
     ui.mediaState.textContent = `media: ${state}${reason ? ` (${reason})` : ""}`;
@@ -225,6 +265,7 @@ function showCall(call: Call): void {
     call.on("chat", addChat),
     call.on("muted", renderMute),
     call.on("media", renderMedia),
+    call.on("bypass", addBypass),
     call.on("e2ee", (list) => {
       for (const s of list) e2ee.set(s.participantId, s);
       for (const id of tiles.keys()) renderBadge(id);

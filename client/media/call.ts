@@ -22,7 +22,7 @@ import { Emitter } from "../emitter.js";
 import { memberIdentity, parseEntry } from "../protocol.js";
 import type { TransformApi } from "../worker/controller.js";
 import type { FrameCryptoOptions } from "../worker/protocol.js";
-import { CallE2ee, E2eeUnsupportedError } from "./e2ee.js";
+import { CallE2ee, E2eeBypassError, E2eeUnsupportedError, type TransformBypass } from "./e2ee.js";
 import type { ParticipantE2ee } from "./e2ee-status.js";
 import { SfuClient, type MediaKind, type MediaState, type RemoteTrack } from "./sfu-client.js";
 
@@ -108,7 +108,8 @@ export interface CallMediaStats {
 }
 
 export interface CallErrorEvent {
-  readonly code: CallErrorCode | "media" | "e2ee";
+  /** "e2ee-bypass": a sender or receiver moved media its encryption transform never saw (error: E2eeBypassError). */
+  readonly code: CallErrorCode | "media" | "e2ee" | "e2ee-bypass";
   readonly message: string;
   readonly error?: unknown;
 }
@@ -118,6 +119,12 @@ export interface CallEvents {
   epoch: CallEpochEvent;
   rekey: RekeyEntry;
   e2ee: readonly ParticipantE2ee[];
+  /**
+   * The browser moved media around the encryption transform; that media was stopped at once (a sender's
+   * track removed for the rest of the call, or a remote track ended and dropped from its participant's
+   * stream). Also reported as an "e2ee-bypass" error.
+   */
+  bypass: TransformBypass;
   chat: ChatMessage;
   media: { readonly state: MediaState; readonly reason?: string };
   muted: { readonly audio: boolean; readonly video: boolean };
@@ -226,6 +233,7 @@ export class Call extends Emitter<CallEvents> {
       session.on("closed", ({ reason }) => void this.teardown(reason)),
       e2ee.on("status", (s) => this.emit("e2ee", s)),
       e2ee.on("error", (e) => this.emit("error", { code: "e2ee", message: `${e.participantId}: ${e.reason}: ${e.message}` })),
+      e2ee.on("bypass", (b) => this.onBypass(b)),
       connection.on("connected", ({ reconnect }) => {
         // The DS ended our media session with the old connection; it binds the new one once resubscribed.
         if (reconnect && this.sfu && !this.isClosed) this.startMedia().catch(() => undefined);
@@ -370,7 +378,17 @@ export class Call extends Emitter<CallEvents> {
     }
   }
 
-  private onTracks(tracks: readonly RemoteTrack[]): void {
+  private onBypass(bypass: TransformBypass): void {
+    const error = new E2eeBypassError(bypass);
+    this.emit("bypass", bypass);
+    this.emit("error", { code: "e2ee-bypass", message: error.message, error });
+    // The receiver's track was stopped: take it out of its participant's stream.
+    if (bypass.role === "receive" && this.sfu) this.onTracks(this.sfu.tracks);
+  }
+
+  private onTracks(all: readonly RemoteTrack[]): void {
+    // Ended tracks render nothing; those of receivers caught bypassing their transform must not come back.
+    const tracks = all.filter((t) => t.track.readyState !== "ended");
     const byParticipant = new Map<string, MediaStreamTrack[]>();
     for (const t of tracks) byParticipant.set(t.participantId, [...(byParticipant.get(t.participantId) ?? []), t.track]);
     const next = new Map<string, MediaStream>();

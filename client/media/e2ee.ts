@@ -11,14 +11,27 @@
  * second worker under the same epoch keys would restart them (nonce reuse). A browser with neither
  * RTCRtpScriptTransform nor createEncodedStreams gets E2eeUnsupportedError from the constructor, and a
  * sender that cannot be protected has its track removed, so nothing is ever sent in the clear.
+ *
+ * Every protected sender and receiver is checked against WebRTC's own counters (worker/bypass.ts): one
+ * that sends or decodes frames its transform never saw has its track removed (sender) or stopped
+ * (receiver), and `bypass` is emitted.
  */
 import type { CallSession, EpochKeyUpdate } from "../call-session.js";
 import { Emitter } from "../emitter.js";
-import { detectTransformApi, E2eeUnsupportedError, FrameCryptoController, type TransformApi } from "../worker/controller.js";
+import {
+  detectTransformApi,
+  E2eeBypassError,
+  E2eeUnsupportedError,
+  FrameCryptoController,
+  type BypassGuardOptions,
+  type TransformApi,
+  type TransformBypass,
+  type TransformCheck,
+} from "../worker/controller.js";
 import type { FrameCryptoOptions, ParticipantStats, WorkerError } from "../worker/protocol.js";
 import { E2eeStatusBook, type ParticipantE2ee } from "./e2ee-status.js";
 
-export { E2eeUnsupportedError, type TransformApi };
+export { E2eeBypassError, E2eeUnsupportedError, type BypassGuardOptions, type TransformApi, type TransformBypass, type TransformCheck };
 
 export interface E2eeSupport {
   /** The transform API media would be encrypted with, or undefined when this browser has none. */
@@ -37,6 +50,8 @@ export interface CallE2eeOptions {
   readonly frameCrypto?: Partial<FrameCryptoOptions>;
   /** How long an epoch's keys may take to reach the worker before the call moves on regardless (default 2 s). */
   readonly installTimeoutMs?: number;
+  /** Timing and margin of the bypass check (worker/controller.ts DEFAULT_BYPASS_GUARD). */
+  readonly bypassGuard?: Partial<BypassGuardOptions>;
 }
 
 export interface CallE2eeEvents {
@@ -46,26 +61,17 @@ export interface CallE2eeEvents {
   installed: { readonly epoch: bigint; readonly at: number };
   /** A worker error (throttled per participant and reason; messages never carry key material). */
   error: WorkerError;
+  /** A sender or receiver moved frames its transform never saw; its media was stopped. */
+  bypass: TransformBypass;
 }
 
 const STATUS_TICK_MS = 1000;
 
-function encodedStreamsAvailable(): boolean {
-  return typeof RTCRtpSender !== "undefined" && "createEncodedStreams" in RTCRtpSender.prototype && "createEncodedStreams" in RTCRtpReceiver.prototype;
-}
-
 export class CallE2ee extends Emitter<CallE2eeEvents> {
-  /**
-   * Whether this browser can encrypt media frames, and with which API. Chromium's createEncodedStreams is
-   * preferred over its RTCRtpScriptTransform: in Chromium 156, script transforms set while answering the
-   * first offer of a connection (before its transport exists) were silently bypassed, both on receivers and
-   * on the video sender, so clear frames went out and ciphertext went to the decoder; renegotiated
-   * receivers were transformed. createEncodedStreams transformed every stream in the same flows. Browsers
-   * without it (Firefox, Safari) use RTCRtpScriptTransform, their only API.
-   */
+  /** Whether this browser can encrypt media frames, and with which API (detectTransformApi: why that one). */
   static support(): E2eeSupport {
     const api = detectTransformApi();
-    if (api) return { api: encodedStreamsAvailable() ? "encoded-streams" : api };
+    if (api) return { api };
     return {
       api: undefined,
       reason:
@@ -92,6 +98,7 @@ export class CallE2ee extends Emitter<CallE2eeEvents> {
       selfId: options.selfId,
       api: options.api ?? CallE2ee.support().api,
       options: options.frameCrypto,
+      bypassGuard: options.bypassGuard,
     });
     const interval = options.frameCrypto?.statsIntervalMs ?? 1000;
     this.book = new E2eeStatusBook(options.selfId, Math.max(3000, 3 * interval));
@@ -101,6 +108,7 @@ export class CallE2ee extends Emitter<CallE2eeEvents> {
     });
     this.controller.addEventListener("error", (e) => this.emit("error", (e as CustomEvent<WorkerError>).detail));
     this.controller.addEventListener("epoch", (e) => this.installed((e as CustomEvent<bigint>).detail));
+    this.controller.addEventListener("bypass", (e) => this.emit("bypass", (e as CustomEvent<TransformBypass>).detail));
     this.timer = setInterval(() => this.publishStatus(false), STATUS_TICK_MS);
   }
 
@@ -121,6 +129,16 @@ export class CallE2ee extends Emitter<CallE2eeEvents> {
   /** Decrypts what `receiver` receives from `participantId`; call before the answer is applied locally. */
   protectReceiver(receiver: RTCRtpReceiver, participantId: string): void {
     this.controller.protectReceiver(receiver, participantId);
+  }
+
+  /** Whether `target` was caught bypassing its transform: such a sender must not be given a track again. */
+  bypassed(target: RTCRtpSender | RTCRtpReceiver): boolean {
+    return this.controller.bypassed(target);
+  }
+
+  /** The latest bypass check of every protected sender and receiver (checked on a timer). */
+  get transformChecks(): readonly TransformCheck[] {
+    return this.controller.transformChecks;
   }
 
   /** Frees the worker's stream of a sender or receiver that went away. */

@@ -34,6 +34,8 @@ export interface SfuProtection {
   protectSender(sender: RTCRtpSender): void;
   protectReceiver(receiver: RTCRtpReceiver, participantId: string): void;
   release(target: RTCRtpSender | RTCRtpReceiver): void;
+  /** Whether a sender was caught sending frames its transform never saw: it is given no track again. */
+  bypassed?(sender: RTCRtpSender): boolean;
 }
 
 export interface SfuClientOptions {
@@ -202,8 +204,9 @@ export class SfuClient extends Emitter<SfuClientEvents> {
       const transceiver = byMid.get(offer.publish[kind]);
       if (!transceiver) throw new Error(`the offer has no ${kind} m-line to publish on`);
       transceiver.direction = "sendonly";
-      this.protection.protectSender(transceiver.sender);
-      const track = this.local[kind] ?? null;
+      const caught = this.protection.bypassed?.(transceiver.sender) === true;
+      if (!caught) this.protection.protectSender(transceiver.sender);
+      const track = caught ? null : (this.local[kind] ?? null);
       if (transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
     }
     const next = new Map<string, RemoteTrack>();

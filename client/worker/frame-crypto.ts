@@ -6,6 +6,7 @@ import {
   type FrameCryptoOptions,
   type FromWorker,
   type ParticipantStats,
+  type StreamCounts,
   type StreamDescriptor,
   type WorkerError,
 } from "./protocol.js";
@@ -45,6 +46,8 @@ export class FrameCrypto {
   private epochs: EpochUpdate[] = [];
   /** Attached streams by streamId; `stream` is set once its keys are installed. */
   private readonly streams = new Map<number, { readonly abort: AbortController; stream?: FrameStream }>();
+  /** Frame counts of every stream attached and not yet released (ended streams included). */
+  private readonly counts = new Map<number, StreamCounts>();
   private readonly idleSendKeyrings: EpochKeyring[] = [];
   private nextSendContext = 0n;
   private readonly graceTimers = new Set<ReturnType<typeof setTimeout>>();
@@ -123,7 +126,9 @@ export class FrameCrypto {
     const entry: { readonly abort: AbortController; stream?: FrameStream } = { abort: new AbortController() };
     this.streams.set(streamId, entry);
     const keyring = descriptor.role === "send" ? this.takeSendKeyring() : new EpochKeyring();
-    const s = new FrameStream(descriptor, keyring, this.stats, () => this.options);
+    const counts: StreamCounts = { streamId, seen: 0, out: 0 };
+    this.counts.set(streamId, counts);
+    const s = new FrameStream(descriptor, keyring, this.stats, () => this.options, counts);
     try {
       await this.queue(async () => {
         // A pooled send keyring kept up with every epoch; a new one needs only the epoch it sends with.
@@ -148,6 +153,12 @@ export class FrameCrypto {
   /** Stops a stream: its frames are no longer read (so none pass untransformed) and its keyring is freed. */
   release(streamId: number): void {
     this.streams.get(streamId)?.abort.abort();
+    this.counts.delete(streamId);
+  }
+
+  /** Every unreleased stream's frame counts, as they are now. */
+  streamCounts(): StreamCounts[] {
+    return [...this.counts.values()].map((c) => ({ ...c }));
   }
 
   /** Current counters, one entry per participant (what the next stats post would carry). */

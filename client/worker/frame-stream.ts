@@ -8,7 +8,7 @@ import {
   unprotectFrame,
   type MediaCodec,
 } from "../../keying/sframe/index.js";
-import type { DropReason, EpochUpdate, FrameCryptoOptions, StreamDescriptor } from "./protocol.js";
+import type { DropReason, EpochUpdate, FrameCryptoOptions, StreamCounts, StreamDescriptor } from "./protocol.js";
 import type { StatsBook } from "./stats.js";
 
 /**
@@ -83,6 +83,8 @@ export class FrameStream {
     readonly keyring: EpochKeyring,
     private readonly stats: StatsBook,
     private readonly options: () => FrameCryptoOptions,
+    /** Frames in and out of this stream, for the page's bypass check. */
+    readonly counts: StreamCounts = { streamId: descriptor.streamId, seen: 0, out: 0 },
   ) {
     this.role = descriptor.role;
     this.participantId = descriptor.participantId;
@@ -109,6 +111,7 @@ export class FrameStream {
   }
 
   private async accept(frame: TransformableFrame): Promise<void> {
+    this.counts.seen++;
     if (frame.data.byteLength === 0) {
       // Nothing to protect, but it keeps its place in the order.
       this.queue.push({ frame, codec: undefined, state: "ready", generation: 0, heldAt: 0, wasHeld: false, output: frame.data });
@@ -241,6 +244,7 @@ export class FrameStream {
         slot.frame.data = slot.output!;
         try {
           this.controller?.enqueue(slot.frame);
+          this.counts.out++;
         } catch {
           // The pipe was torn down (track stopped); its frames have nowhere to go.
         }

@@ -51,5 +51,8 @@ scope.onmessage = (e) => {
     case "release":
       core.release(m.streamId);
       break;
+    case "count-streams":
+      if (Number.isSafeInteger(m.requestId)) scope.postMessage({ type: "stream-counts", requestId: m.requestId, streams: core.streamCounts() });
+      break;
   }
 };

@@ -59,7 +59,9 @@ export type ToWorker =
       readonly writable: WritableStream;
     }
   /** The page is done with a stream (its sender or receiver went away): stop transforming it. */
-  | { readonly type: "release"; readonly streamId: number };
+  | { readonly type: "release"; readonly streamId: number }
+  /** Asks for every stream's frame counts now (answered by a "stream-counts" message with the same id). */
+  | { readonly type: "count-streams"; readonly requestId: number };
 
 /** Why a frame did not come out of the transform. */
 export type DropReason =
@@ -96,7 +98,19 @@ export interface WorkerError {
   readonly suppressed: number;
 }
 
+/**
+ * Frames one attached stream's transform handled, for the page's bypass check (client/worker/bypass.ts):
+ * `seen` came in from WebRTC, `out` were handed back to it (encrypted, decrypted, or empty and passed on).
+ * Kept until the page releases the stream, also after the stream ended.
+ */
+export interface StreamCounts {
+  readonly streamId: number;
+  seen: number;
+  out: number;
+}
+
 export type FromWorker =
   | { readonly type: "stats"; readonly stats: ParticipantStats[] }
+  | { readonly type: "stream-counts"; readonly requestId: number; readonly streams: StreamCounts[] }
   | { readonly type: "error"; readonly error: WorkerError }
   | { readonly type: "epoch-installed"; readonly epoch: bigint };

@@ -5,20 +5,12 @@
  * safety codes, chat, rekeys on leave and join) and what the SFU forwards (SFrame ciphertext under the
  * sender's KID). Every wait is a generous poll: the machine may be a loaded 2-core box.
  */
-import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeHeader, parseMlsKid, type SFrameHeader } from "../../keying/sframe/index.js";
-import { memberId } from "../../sfu-signaling/auth.js";
-import { serveDemo } from "../../sfu-signaling/demo-files.js";
-import { startDs, type RunningDs } from "../../sfu-signaling/server.js";
-import { createSfu, type ForwardedRtp, type Sfu } from "../../sfu-signaling/sfu/index.js";
-import { SqliteStore } from "../../sfu-signaling/store/sqlite.js";
-import { repoRoot } from "../../scripts/build-browser.js";
+import type { RunningDs } from "../../sfu-signaling/server.js";
+import type { ForwardedRtp, Sfu } from "../../sfu-signaling/sfu/index.js";
+import { startCallServer, type CallServer } from "./call-server.js";
 import { launchChromium, pollUntil, type Browser } from "./harness.js";
 import { vp8Frames, vp8Prefix } from "./sfu-forwarded.js";
 
@@ -76,8 +68,7 @@ function readState(page: Page): Promise<PageState> {
 }
 
 describe("an end-to-end-encrypted call through the demo, the DS and the SFU", () => {
-  let demoDir: string;
-  let store: SqliteStore;
+  let server: CallServer;
   let sfu: Sfu;
   let ds: RunningDs;
   let browser: Browser;
@@ -88,32 +79,17 @@ describe("an end-to-end-encrypted call through the demo, the DS and the SFU", ()
   const ids = new Map<string, string>();
 
   beforeAll(async () => {
-    demoDir = await mkdtemp(join(tmpdir(), "conclave-demo-"));
-    await build({ configFile: join(repoRoot, "demo", "vite.config.ts"), build: { outDir: demoDir, emptyOutDir: true, sourcemap: false } });
-    store = new SqliteStore({ path: ":memory:" });
-    sfu = createSfu({ log: (event, detail) => log.push(`sfu ${event} ${JSON.stringify(detail)}`) });
+    server = await startCallServer(log);
+    ({ sfu, ds } = server);
     sfu.tapForwarded((p) => {
       if (tapping && p.room === ROOM && tapped.length < MAX_TAPPED) tapped.push(p);
-    });
-    // The same wiring as sfu-signaling/main.ts.
-    ds = await startDs({
-      store,
-      tokenKey: randomBytes(32),
-      devMode: true,
-      log: (line) => log.push(line),
-      onSubscribed: (socket, principal, room) => sfu.attach(socket, { participantId: memberId(principal), room }),
-      onDeparted: (room, member) => void sfu.removeParticipant(room, member),
-      httpFallback: serveDemo(demoDir),
     });
     browser = await launchChromium();
   }, 300_000);
 
   afterAll(async () => {
     await browser?.close();
-    sfu?.close();
-    await ds?.close();
-    await store?.close();
-    if (demoDir) await rm(demoDir, { recursive: true, force: true });
+    await server?.close();
   });
 
   const diagnostics = () => `\n--- last log lines ---\n${log.slice(-60).join("\n")}`;
