@@ -20,6 +20,8 @@ export interface DsConfig {
   readonly eventBurst: number;
   readonly maxKeyPackagesPerDevice: number;
   readonly corsOrigin: string | undefined;
+  /** Bearer token /metrics requires; unset: /metrics answers loopback clients only. */
+  readonly metricsToken: string | undefined;
   readonly sqliteSynchronous: "FULL" | "NORMAL";
   /** When set, the store is Redis and the nodes share fan-out through it (several DS nodes). */
   readonly redisUrl: string | undefined;
@@ -43,6 +45,7 @@ const OPTIONS = {
   "event-burst": { type: "string", env: "DS_EVENT_BURST" },
   "max-key-packages": { type: "string", env: "DS_MAX_KEY_PACKAGES" },
   "cors-origin": { type: "string", env: "DS_CORS_ORIGIN" },
+  "metrics-token": { type: "string", env: "DS_METRICS_TOKEN" },
   "sqlite-sync": { type: "string", env: "DS_SQLITE_SYNC" },
   "redis-url": { type: "string", env: "REDIS_URL" },
   "redis-prefix": { type: "string", env: "DS_REDIS_PREFIX" },
@@ -90,6 +93,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, dev
   const jwtSecret = str("jwt-secret");
   if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) throw new ConfigError("DS_JWT_SECRET must be at least 32 bytes");
   if (!devMode && jwtSecret === undefined) throw new ConfigError("DS_JWT_SECRET is required outside development mode");
+  const metricsToken = str("metrics-token");
+  if (metricsToken !== undefined && (metricsToken.length < 16 || /\s/.test(metricsToken))) throw new ConfigError("DS_METRICS_TOKEN must be at least 16 characters without spaces");
   const redisUrl = str("redis-url");
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError("REDIS_URL must be a redis:// or rediss:// URL");
   return {
@@ -107,6 +112,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, dev
     eventBurst: int("DS_EVENT_BURST", str("event-burst"), 200, 1, 1_000_000),
     maxKeyPackagesPerDevice: int("DS_MAX_KEY_PACKAGES", str("max-key-packages"), 100, 1, 100_000),
     corsOrigin: str("cors-origin") ?? (devMode ? "*" : undefined),
+    metricsToken,
     sqliteSynchronous: sync,
     redisUrl,
     redisPrefix: str("redis-prefix") ?? "conclave:",

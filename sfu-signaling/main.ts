@@ -18,6 +18,8 @@
  *   --events-per-second DS_EVENTS_PER_SECOND 50, --event-burst DS_EVENT_BURST 200 (per connection)
  *   --max-key-packages DS_MAX_KEY_PACKAGES   100 (stored KeyPackages per device)
  *   --cors-origin      DS_CORS_ORIGIN        "*" in dev mode, unset otherwise
+ *   --metrics-token    DS_METRICS_TOKEN      unset: GET /metrics answers loopback clients only (not through a
+ *                                            proxy). Set (>= 16 chars): it requires `Authorization: Bearer <token>`.
  *   --sqlite-sync      DS_SQLITE_SYNC        FULL (NORMAL trades the last commits on power loss for speed)
  *   --redis-url        REDIS_URL             unset: SQLite. Set: Redis store + cross-node fan-out (several nodes)
  *   --redis-prefix     DS_REDIS_PREFIX       conclave: (key namespace; nodes of one deployment share it)
@@ -92,6 +94,7 @@ async function main(): Promise<void> {
     rateLimits: { eventsPerSecond: config.eventsPerSecond, eventBurst: config.eventBurst },
     maxKeyPackagesPerDevice: config.maxKeyPackagesPerDevice,
     corsOrigin: config.corsOrigin,
+    metricsToken: config.metricsToken,
     ...(backplane ? { socketIo: backplane.serverOptions } : {}),
     log,
     onSubscribed: (socket, principal, room) => sfu.attach(socket, { participantId: memberId(principal), room }),

@@ -119,6 +119,7 @@ export class DsMetrics {
   readonly registry = new Registry();
   readonly connections: Gauge;
   readonly groups: Gauge;
+  readonly replays: Gauge;
   readonly commitsAccepted = this.registry.register(new Counter("conclave_ds_commits_accepted_total", "Commits accepted and sequenced"));
   readonly commitsRejected = this.registry.register(new Counter("conclave_ds_commits_rejected_total", "Commits refused, by reason"));
   readonly messages = this.registry.register(new Counter("conclave_ds_messages_total", "Messages sequenced, by kind"));
@@ -133,8 +134,9 @@ export class DsMetrics {
     ]),
   );
 
-  constructor(collect: { connections: () => number; groups: () => number }) {
+  constructor(collect: { connections: () => number; groups: () => number; replays: () => number }) {
     this.connections = this.registry.register(new Gauge("conclave_ds_connections", "Authenticated Socket.IO connections", collect.connections));
     this.groups = this.registry.register(new Gauge("conclave_ds_groups", "Open groups (calls) served by this node", collect.groups));
+    this.replays = this.registry.register(new Gauge("conclave_ds_replays", "Long log replays (group:subscribe) paced by their connection, running now", collect.replays));
   }
 }

@@ -28,6 +28,8 @@ export type DsErrorCode =
   | "no-common-suite"
   | "unknown-user"
   | "key-packages-exhausted"
+  /** The requester claimed this user's KeyPackages too often (extra: `retryAfterMs`). */
+  | "claim-quota-exceeded"
   | "unsupported-suite"
   | "unknown-group"
   | "group-exists"
@@ -142,7 +144,11 @@ export interface DsRequests {
   "ds:external-sender": { request: { suite: number; room?: string }; reply: { externalSender: Uint8Array } };
   /** Refused with `group-exists` (extra: `group`) when the room already has a call. */
   "group:create": { request: { room: string; groupInfo: Uint8Array; tree?: Uint8Array }; reply: { group: GroupSnapshot } };
-  /** Replays every entry after `after` (before this reply), then keeps pushing live entries. */
+  /**
+   * Replays every entry after `after` (before this reply), then keeps pushing live entries. A long replay is
+   * paced by the connection's reading; `rate-limited` while this connection's replay of the group still runs
+   * or the device runs the most long replays allowed.
+   */
   "group:subscribe": { request: { groupId: string; after: number }; reply: { epoch: number; seq: number } };
   /** Stops the pushes without leaving the call (the leave grace starts if no other connection listens). */
   "group:unsubscribe": { request: { groupId: string }; reply: Empty };
@@ -152,6 +158,7 @@ export interface DsRequests {
   /** A sequenced commit this member could not process (it rejoins by external commit). */
   "group:report": { request: { groupId: string; seq: number; reason: string }; reply: Empty };
   "kp:upload": { request: { keyPackages: Uint8Array[] }; reply: { stored: number; inventory: SuiteInventory[] } };
+  /** `claim-quota-exceeded` when the requester took another user's single-use KeyPackages too often. */
   "kp:claim": { request: { user: string; suites: number[] }; reply: ClaimResult };
   "kp:status": { request: Empty; reply: { inventory: SuiteInventory[] } };
 }

@@ -6,7 +6,7 @@
  * protocol.ts; every payload is checked here against a schema before a handler sees it, every connection
  * is authenticated in the handshake and rate-limited per event and per byte.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Server, type ServerOptions, type Socket } from "socket.io";
@@ -14,6 +14,7 @@ import { nativeProvider, type CryptoProvider } from "../keying/crypto/index.js";
 import { DEVICE, TokenAuthority, USER, memberId, type Principal, type TokenOptions } from "./auth.js";
 import { ExternalSenderKeys } from "./ds/external-sender.js";
 import { GroupService, memberRoom } from "./ds/groups.js";
+import { DEFAULT_CLAIM_QUOTA, localClaimer, type ClaimQuotaOptions } from "./ds/claim-quota.js";
 import { KeyPackageDirectory } from "./ds/keypackages.js";
 import { DsError, toWireError } from "./errors.js";
 import { DsMetrics } from "./metrics.js";
@@ -42,6 +43,24 @@ export interface DsOptions {
   readonly maxPayloadBytes?: number;
   readonly rateLimits?: Partial<RateLimitOptions>;
   readonly maxKeyPackagesPerDevice?: number;
+  /**
+   * Claims of another user's KeyPackages that took single-use ones, per claimer (a user here, or a remote
+   * provider's user) and target user, within a sliding window; more are refused with `claim-quota-exceeded`.
+   * A user's claims of its own devices are exempt. Default 6 per 60 s.
+   */
+  readonly keyPackageClaimQuota?: Partial<ClaimQuotaOptions>;
+  /**
+   * A `group:subscribe` replay sends the next log entry only while the connection has less than this queued
+   * (bytes not yet handed to the kernel). Default 1 MiB.
+   */
+  readonly replayWindowBytes?: number;
+  /** Long (paced) log replays one device may run at once on this node; more are refused with `rate-limited`. Default 4. */
+  readonly maxReplaysPerDevice?: number;
+  /**
+   * Bearer token `/metrics` requires (`Authorization: Bearer <token>`). Unset: `/metrics` answers only
+   * requests from a loopback address that did not come through a proxy (no Forwarded / X-Forwarded-For).
+   */
+  readonly metricsToken?: string;
   /** CORS origin for Socket.IO and /dev/token (the demo runs on another port). Default: none. */
   readonly corsOrigin?: string;
   readonly provider?: CryptoProvider;
@@ -119,7 +138,11 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
     ...(options.corsOrigin ? { cors: { origin: options.corsOrigin } } : {}),
     ...options.socketIo,
   });
-  const metrics: DsMetrics = new DsMetrics({ connections: () => io.of("/").sockets.size, groups: (): number => service.openGroupCount });
+  const metrics: DsMetrics = new DsMetrics({
+    connections: () => io.of("/").sockets.size,
+    groups: (): number => service.openGroupCount,
+    replays: (): number => service.replayCount,
+  });
   const senders = new ExternalSenderKeys(store, provider, options.name ?? "conclave-ds");
   const service = new GroupService({
     store,
@@ -129,11 +152,16 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
     leaveGraceMs: options.leaveGraceMs ?? 10_000,
     maxPastEpochs: 2,
     maxMissed: 8,
+    replayWindowBytes: options.replayWindowBytes ?? 1 << 20,
+    maxReplaysPerDevice: options.maxReplaysPerDevice ?? 4,
     log,
     onSubscribed: options.onSubscribed,
     onDeparted: options.onDeparted,
   });
-  const directory = new KeyPackageDirectory(store, provider, { maxPerDevice: options.maxKeyPackagesPerDevice ?? 100 });
+  const directory = new KeyPackageDirectory(store, provider, {
+    maxPerDevice: options.maxKeyPackagesPerDevice ?? 100,
+    claimQuota: { ...DEFAULT_CLAIM_QUOTA, ...options.keyPackageClaimQuota },
+  });
 
   const mls = bytes({ max: maxPayload });
   const routes: Record<DsRequestEvent, Route> = {
@@ -168,8 +196,8 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
       metrics.keyPackagesUploaded.inc({}, stored);
       return { stored, inventory: await directory.inventory(p) };
     }),
-    "kp:claim": route(obj({ user: USER, suites: arr(SUITE, { min: 1, max: 16 }) }), async (_p, _s, x) => {
-      const claimed = await directory.claim(x.user, x.suites);
+    "kp:claim": route(obj({ user: USER, suites: arr(SUITE, { min: 1, max: 16 }) }), async (p, _s, x) => {
+      const claimed = await directory.claim(x.user, x.suites, p.user === x.user ? undefined : localClaimer(p.user));
       for (const d of claimed.devices) metrics.keyPackagesClaimed.inc({ kind: d.lastResort ? "last-resort" : "single-use" });
       return { ...claimed };
     }),
@@ -243,7 +271,7 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
   http.on("request", (req: IncomingMessage, res: ServerResponse) => {
     // Socket.IO answers its own path; everything else is ours.
     if (req.url?.startsWith("/socket.io/")) return;
-    handleHttp(req, res, { metrics, tokens, devMode: options.devMode ?? false, ttl: options.devTokenTtlSeconds ?? 12 * 3600, cors: options.corsOrigin, fallback: options.httpFallback }).catch(
+    handleHttp(req, res, { metrics, metricsToken: options.metricsToken, tokens, devMode: options.devMode ?? false, ttl: options.devTokenTtlSeconds ?? 12 * 3600, cors: options.corsOrigin, fallback: options.httpFallback }).catch(
       (e: unknown) => {
         log(`http ${req.method} ${req.url} failed: ${String(e)}`);
         if (!res.headersSent) res.writeHead(500).end();
@@ -292,6 +320,7 @@ function listen(http: HttpServer, port: number, host: string): Promise<void> {
 
 interface HttpContext {
   readonly metrics: DsMetrics;
+  readonly metricsToken: string | undefined;
   readonly tokens: TokenAuthority;
   readonly devMode: boolean;
   readonly ttl: number;
@@ -302,6 +331,11 @@ interface HttpContext {
 async function handleHttp(req: IncomingMessage, res: ServerResponse, ctx: HttpContext): Promise<void> {
   const url = new URL(req.url ?? "/", "http://localhost");
   if (req.method === "GET" && url.pathname === "/metrics") {
+    const denied = metricsAccess(req, ctx.metricsToken);
+    if (denied) {
+      res.writeHead(denied, { "content-type": "text/plain", ...(denied === 401 ? { "www-authenticate": 'Bearer realm="metrics"' } : {}) }).end(denied === 401 ? "unauthorized\n" : "forbidden\n");
+      return;
+    }
     res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(ctx.metrics.registry.render());
     return;
   }
@@ -332,6 +366,28 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, ctx: HttpCo
   }
   if (ctx.fallback?.(req, res)) return;
   res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+}
+
+/**
+ * Who may read /metrics (the numbers reveal call sizes and activity): with a token, whoever presents it;
+ * without one, only a client on this host, and not one relaying for others (a reverse proxy on the same
+ * host adds forwarding headers). Returns the refusal status, or undefined to serve.
+ */
+function metricsAccess(req: IncomingMessage, token: string | undefined): 401 | 403 | undefined {
+  if (token !== undefined) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
+    // Compared as digests so neither the length nor the content leaks through timing.
+    const digest = (s: string) => createHash("sha256").update(s).digest();
+    return m && timingSafeEqual(digest(m[1]!), digest(token)) ? undefined : 401;
+  }
+  const forwarded = req.headers.forwarded !== undefined || req.headers["x-forwarded-for"] !== undefined || req.headers["x-real-ip"] !== undefined;
+  return !forwarded && isLoopback(req.socket.remoteAddress) ? undefined : 403;
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith("::ffff:") ? address.slice(7) : address;
+  return address === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }
 
 /** `name` (required), `device` (default: a fresh id), `rooms` (comma-separated; default every room). */

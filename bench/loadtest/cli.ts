@@ -1,10 +1,12 @@
 /**
- * npm run loadtest -- --members <N[,N2,...]> --changes <M> [--concurrency <k>] [--url <ds>] [--json <file>]
- *                     [--html <file>] [--svg <dir>] [--workers <w>] [--join-window <j>] [--seed <s>] [--profile <dir>]
+ * npm run loadtest -- --members <N[,N2,...]> --changes <M> [--concurrency <k>] [--url <ds> [--metrics-token <t>]]
+ *                     [--json <file>] [--html <file>] [--svg <dir>] [--workers <w>] [--join-window <j>] [--seed <s>]
+ *                     [--profile <dir>]
  *
  * Rekey latency under load (issue 7): for each group size, a call of N real participants (CallSession over
  * socket.io-client, spread over worker threads) against a DS in a child process (or --url, a DS in
- * development mode), then M joins and leaves, k at once. Live progress on stderr; the table on stdout;
+ * development mode; `--metrics-token` is its DS_METRICS_TOKEN when it is not on this host), then M joins and
+ * leaves, k at once. Live progress on stderr; the table on stdout;
  * `--json` writes the run's result (one size: the object; several: `{ runs: [...] }`), `--html` a
  * self-contained report with charts, `--svg` the same charts as separate files. Exit code 1 when any run diverged, missed a change or failed.
  * See bench/loadtest/README.md for what each number means.
@@ -17,14 +19,15 @@ import { runLoadTest, type Progress } from "./run.js";
 import { resultTable } from "./table.js";
 
 const USAGE =
-  "usage: npm run loadtest -- --members <N[,N2,...]> --changes <M> [--concurrency <k>] [--url <ds>] [--json <file>] [--html <file>]\n" +
-  "                           [--svg <dir>] [--workers <w>] [--join-window <j>] [--seed <s>] [--profile <dir>]";
+  "usage: npm run loadtest -- --members <N[,N2,...]> --changes <M> [--concurrency <k>] [--url <ds> [--metrics-token <t>]]\n" +
+  "                           [--json <file>] [--html <file>] [--svg <dir>] [--workers <w>] [--join-window <j>] [--seed <s>] [--profile <dir>]";
 
 interface CliOptions {
   readonly members: number[];
   readonly changes: number;
   readonly concurrency: number;
   readonly url: string | undefined;
+  readonly metricsToken: string | undefined;
   readonly json: string | undefined;
   readonly html: string | undefined;
   readonly svg: string | undefined;
@@ -51,6 +54,7 @@ function parseCli(argv: readonly string[]): CliOptions {
     changes: -1,
     concurrency: 1,
     url: undefined,
+    metricsToken: undefined,
     json: undefined,
     html: undefined,
     svg: undefined,
@@ -76,6 +80,9 @@ function parseCli(argv: readonly string[]): CliOptions {
         break;
       case "--url":
         o.url = value();
+        break;
+      case "--metrics-token":
+        o.metricsToken = value();
         break;
       case "--json":
         o.json = value();
@@ -140,7 +147,11 @@ class ProgressBar {
 }
 
 const options = parseCli(process.argv.slice(2));
-const command = `npm run loadtest -- ${process.argv.slice(2).join(" ")}`;
+// The report shows the command line, never the metrics token.
+const command = `npm run loadtest -- ${process.argv
+  .slice(2)
+  .map((a, i, all) => (all[i - 1] === "--metrics-token" ? "<token>" : a))
+  .join(" ")}`;
 const results: LoadTestResult[] = [];
 for (const members of options.members) {
   const bar = new ProgressBar(members);
@@ -149,6 +160,7 @@ for (const members of options.members) {
     changes: options.changes,
     concurrency: options.concurrency,
     url: options.url,
+    metricsToken: options.metricsToken,
     workers: options.workers,
     joinWindow: options.joinWindow,
     seed: options.seed,

@@ -86,9 +86,10 @@ export function startChildDs(options: ChildDsOptions = {}): Promise<ChildDs> {
 /** One scrape of the DS's Prometheus text: every sample by its full series name (`name{labels}`). */
 export type MetricsScrape = ReadonlyMap<string, number>;
 
-export async function scrapeMetrics(url: string): Promise<MetricsScrape | undefined> {
+/** `token`: the DS's DS_METRICS_TOKEN, needed unless the DS runs on this host (loopback is let in without one). */
+export async function scrapeMetrics(url: string, token?: string): Promise<MetricsScrape | undefined> {
   try {
-    const res = await fetch(new URL("/metrics", url));
+    const res = await fetch(new URL("/metrics", url), token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
     if (!res.ok) return undefined;
     const out = new Map<string, number>();
     for (const line of (await res.text()).split("\n")) {

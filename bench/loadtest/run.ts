@@ -48,6 +48,8 @@ export interface LoadTestOptions {
   readonly concurrency?: number;
   /** A running DS (development mode, for /dev/token); default: a child process started for this run. */
   readonly url?: string;
+  /** Bearer token for the /metrics of the DS at `url` (its DS_METRICS_TOKEN); a DS on loopback needs none. */
+  readonly metricsToken?: string;
   /** Worker threads hosting participants (default: one per CPU). */
   readonly workers?: number;
   /** External-commit joins in flight at once while the call fills up (default 2: one sequenced while the next is built). */
@@ -90,6 +92,8 @@ class Coordinator {
   /** Epochs each leaver was seen leaving in (member-left events). */
   readonly departures = new Map<string, number[]>();
   readonly problems: SessionProblem[] = [];
+  /** The newest epoch each participant installed, for saying who lags when a wait times out. */
+  readonly newest = new Map<number, number>();
   private readonly joins = new Map<number, Pending<{ epoch: number; requestedAt: number; doneAt: number }>>();
   private readonly leaves = new Map<number, Pending<{ requestedAt: number }>>();
   private readonly prepared = new Map<number, Pending<void>>();
@@ -163,6 +167,7 @@ class Coordinator {
         for (const [id, epoch, installedAt, commitReceivedAt, auth] of r.installs) {
           const record = this.epoch(epoch);
           record.installs.set(id, { installedAt, commitReceivedAt });
+          if (epoch > (this.newest.get(id) ?? -1)) this.newest.set(id, epoch);
           if (record.authenticator === undefined) record.authenticator = auth;
           else if (record.authenticator !== auth) record.divergent = true;
         }
@@ -370,7 +375,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     });
 
     // Filling the call: the first member creates the group, the others join by external commit.
-    const metricsAtStart = await scrapeMetrics(url);
+    const metricsAtStart = await scrapeMetrics(url, options.metricsToken);
     setPhase("joining", n);
     const joinStart = now();
     const joined = (id: number, epoch: number) => {
@@ -386,13 +391,18 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       for (const [id, joinedAt] of present) if (joinedAt < epoch && !installs?.has(id)) return false;
       return true;
     };
+    const lagging = (epoch: number) => {
+      const behind = [...present].filter(([id, joinedAt]) => joinedAt < epoch && !coordinator.epochs.get(epoch)?.installs.has(id));
+      const shown = behind.slice(0, 8).map(([id]) => `${identityOf(id)} at ${coordinator.newest.get(id) ?? "none"}`);
+      return `${behind.length} behind: ${shown.join(", ")}${behind.length > shown.length ? ", ..." : ""}`;
+    };
     await inWindows(ids.slice(1, n), joinWindow, async (id) => {
       // The DS sequences joins without waiting for the members to process them. Unpaced, a large call's members
       // fall minutes behind, and the DS drops a socket whose heartbeat waits behind that backlog (ping timeout);
       // with 1000 members even three epochs of lag (about 5 s of work per thread each) was too much. So a join
       // starts only once every member holds the latest epoch: at most `joinWindow` commits are ever unprocessed.
       const epoch = lastEpoch;
-      await coordinator.waitFor(() => caughtUp(epoch), batchTimeoutMs, () => `members catching up to epoch ${epoch} while joining`);
+      await coordinator.waitFor(() => caughtUp(epoch), batchTimeoutMs, () => `members catching up to epoch ${epoch} while joining (${lagging(epoch)})`);
       joined(id, (await coordinator.join(id)).epoch);
     });
     const joinEnd = now();
@@ -407,7 +417,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       () => `every member at epoch ${lastEpoch} after the joins; ${present.size - done} are not`,
     );
     const setupEnd = now();
-    const metricsAfterSetup = await scrapeMetrics(url);
+    const metricsAfterSetup = await scrapeMetrics(url, options.metricsToken);
     setup = {
       join_ms: ms(joinEnd - joinStart),
       total_ms: ms(setupEnd - joinStart),
@@ -427,7 +437,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     const cpuBefore = await coordinator.ask({ t: "cpu" }, "cpu");
     const dsCpuBefore = child ? procStatCpuMs(`/proc/${child.pid}/stat`) : undefined;
     const ownCpuBefore = process.cpuUsage();
-    const metricsBefore = await scrapeMetrics(url);
+    const metricsBefore = await scrapeMetrics(url, options.metricsToken);
     phaseStart = now();
     for (let first = 0, batch = 0; first < changeCount; first += concurrency, batch++) {
       const startEpoch = lastEpoch;
@@ -492,7 +502,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     // This process (coordinator and workers) and the child DS, against what the machine had: what is missing went to others.
     const usedMs = (ownCpu.user + ownCpu.system) / 1000 + (dsCpuAfter !== undefined && dsCpuBefore !== undefined ? dsCpuAfter - dsCpuBefore : 0);
     cpuShare = ms(usedMs / (phaseWall * cpus().length));
-    const metricsAfter = await scrapeMetrics(url);
+    const metricsAfter = await scrapeMetrics(url, options.metricsToken);
     if (profileDir) await coordinator.ask({ t: "profile-stop", dir: profileDir, prefix: `participants-${n}` }, "profiled");
     setPhase("finishing", 1);
 

@@ -25,6 +25,7 @@ import type { GroupSnapshot, LogKind, SendRequest, WireEntry } from "../protocol
 import type { GroupRecord, LogEntry, NextEpoch, Store } from "../store/store.js";
 import { signRemoveProposal, type ExternalSenderKeys } from "./external-sender.js";
 import { GroupView } from "./group-vetting.js";
+import { connectionGone, hasConnection, queuedBytes, whenDrained } from "./socket-queue.js";
 
 export type { GroupSnapshot, SendRequest, WireEntry } from "../protocol.js";
 
@@ -39,6 +40,10 @@ export interface GroupServiceOptions {
   readonly maxPastEpochs: number;
   /** Most entries a wrong-epoch answer carries (each is a binary attachment; Socket.IO allows 10 per packet). */
   readonly maxMissed: number;
+  /** A replay sends the next entry only while the socket has less than this queued (bytes). */
+  readonly replayWindowBytes: number;
+  /** Paced (long) replays one device may run at once, over all its connections and groups. */
+  readonly maxReplaysPerDevice: number;
   readonly log: (line: string) => void;
   /** A device subscribed to a group of `room` (e.g. to let it use the room's media). */
   readonly onSubscribed?: (socket: Socket, principal: Principal, room: string) => void;
@@ -79,7 +84,14 @@ class GroupRuntime {
 }
 
 const SOCKET_GROUPS = Symbol("groups");
-type TrackedSocket = Socket & { [SOCKET_GROUPS]?: Set<string> };
+/** Groups whose log the socket is being replayed (subscribe has not answered yet). */
+const SOCKET_REPLAYS = Symbol("replays");
+type TrackedSocket = Socket & { [SOCKET_GROUPS]?: Set<string>; [SOCKET_REPLAYS]?: Set<string> };
+
+/** Log entries read per step of a replay; also how far behind the head a replay may finish in the group's queue. */
+const REPLAY_PAGE = 64;
+/** Paced catch-ups before a subscribe finishes in the queue whatever is left (a group appending faster than the socket reads). */
+const MAX_PACED_ROUNDS = 3;
 
 function wireEntry(groupId: string, e: LogEntry): WireEntry {
   return { groupId, seq: e.seq, epoch: e.epoch, kind: e.kind, sender: e.sender, message: e.message, at: e.at };
@@ -108,6 +120,8 @@ function vettingError(e: unknown): never {
 export class GroupService {
   private readonly runtimes = new Map<string, GroupRuntime>();
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** Paced replays running, by member ("user/device"). */
+  private readonly pacedReplays = new Map<string, number>();
   private closed = false;
   private sweeper: NodeJS.Timeout | undefined;
 
@@ -221,32 +235,99 @@ export class GroupService {
 
   /**
    * Subscribes the socket to the group's log: every entry after `after`, then live entries, with no gap.
-   * The socket joins the fan-out room first and the replay reads to the end of the log, so an entry another
-   * node appends meanwhile is replayed or pushed (possibly both: clients drop seqs they already have).
+   *
+   * A long replay is paced by the socket (at most `replayWindowBytes` queued for it, the next page only as
+   * it drains) and runs outside the group's queue, so a client that reads slowly holds up neither the DS's
+   * memory nor the call. Only the last stretch, at most one page behind the head, runs in the queue: the
+   * socket joins the fan-out room and the replay reads to the end of the log there, so an entry another node
+   * appends meanwhile is replayed or pushed (possibly both: clients drop seqs they already have). A socket
+   * already subscribed may get live pushes during the paced part; they are replayed again in the queue.
+   * One replay per socket and group at a time, and at most `maxReplaysPerDevice` paced ones per device.
    */
-  subscribe(principal: Principal, socket: Socket, groupId: string, after: number): Promise<{ epoch: number; seq: number }> {
-    return this.exclusive(groupId, async () => {
-      const rt = await this.runtime(groupId);
-      this.authorize(principal, rt.record.room);
-      const member = memberId(principal);
-      await socket.join(rt.room);
+  async subscribe(principal: Principal, socket: Socket, groupId: string, after: number): Promise<{ epoch: number; seq: number }> {
+    // In-process stand-ins (federation/hub.ts) subscribe for presence only: they have no connection to pace.
+    const t = (hasConnection(socket) ? socket : {}) as TrackedSocket;
+    const replaying = (t[SOCKET_REPLAYS] ??= new Set());
+    if (replaying.has(groupId)) throw new DsError("rate-limited", "this connection is still replaying the group's log; wait for that subscribe's answer");
+    replaying.add(groupId);
+    const member = memberId(principal);
+    let paced = false;
+    try {
       let head = after;
-      for (;;) {
-        const page = await this.o.store.readLog(groupId, head, 500);
-        if (page.length === 0) break;
-        for (const e of page) socket.emit("group:msg", wireEntry(groupId, e));
-        head = page[page.length - 1]!.seq;
+      for (let round = 0; ; round++) {
+        const done = await this.exclusive(groupId, async () => {
+          const rt = await this.runtime(groupId);
+          this.authorize(principal, rt.record.room);
+          if (rt.record.seq - head > REPLAY_PAGE && round < MAX_PACED_ROUNDS) return undefined;
+          return this.finishSubscribe(principal, socket, rt, head);
+        });
+        if (done) return done;
+        if (!paced) {
+          const n = this.pacedReplays.get(member) ?? 0;
+          if (n >= this.o.maxReplaysPerDevice) throw new DsError("rate-limited", `at most ${this.o.maxReplaysPerDevice} log replays per device at a time`);
+          this.pacedReplays.set(member, n + 1);
+          paced = true;
+        }
+        head = await this.replayPaced(socket, groupId, head);
       }
-      const t = socket as TrackedSocket;
-      (t[SOCKET_GROUPS] ??= new Set()).add(groupId);
-      let sockets = rt.subscribers.get(member);
-      if (!sockets) rt.subscribers.set(member, (sockets = new Set()));
-      sockets.add(socket.id);
-      this.cancelGrace(rt, member);
-      this.forgetDeparture(rt, member);
-      this.o.onSubscribed?.(socket, principal, rt.record.room);
-      return { epoch: rt.record.epoch, seq: Math.max(head, rt.record.seq) };
-    });
+    } finally {
+      replaying.delete(groupId);
+      if (paced) {
+        const n = this.pacedReplays.get(member)! - 1;
+        if (n > 0) this.pacedReplays.set(member, n);
+        else this.pacedReplays.delete(member);
+      }
+    }
+  }
+
+  /** In the group's queue: join the fan-out, replay the (short) rest of the log, register the subscriber. */
+  private async finishSubscribe(principal: Principal, socket: Socket, rt: GroupRuntime, after: number): Promise<{ epoch: number; seq: number }> {
+    const groupId = rt.record.groupId;
+    const member = memberId(principal);
+    if (connectionGone(socket)) throw replayAborted();
+    await socket.join(rt.room);
+    let head = after;
+    for (;;) {
+      const page = await this.o.store.readLog(groupId, head, REPLAY_PAGE);
+      if (page.length === 0) break;
+      for (const e of page) socket.emit("group:msg", wireEntry(groupId, e));
+      head = page[page.length - 1]!.seq;
+    }
+    // Registered only while connected: a socket that went away meanwhile would otherwise count as present forever.
+    if (connectionGone(socket)) {
+      await socket.leave(rt.room);
+      throw replayAborted();
+    }
+    const t = socket as TrackedSocket;
+    (t[SOCKET_GROUPS] ??= new Set()).add(groupId);
+    let sockets = rt.subscribers.get(member);
+    if (!sockets) rt.subscribers.set(member, (sockets = new Set()));
+    sockets.add(socket.id);
+    this.cancelGrace(rt, member);
+    this.forgetDeparture(rt, member);
+    this.o.onSubscribed?.(socket, principal, rt.record.room);
+    return { epoch: rt.record.epoch, seq: Math.max(head, rt.record.seq) };
+  }
+
+  /**
+   * Outside the group's queue: replays whole pages after `after` while the socket keeps less than the window
+   * queued; returns the last seq sent once a page comes back short (the head is near). The log is
+   * append-only, so reading it beside the queue is safe.
+   */
+  private async replayPaced(socket: Socket, groupId: string, after: number): Promise<number> {
+    let head = after;
+    for (;;) {
+      if (connectionGone(socket)) throw replayAborted();
+      const page = await this.o.store.readLog(groupId, head, REPLAY_PAGE);
+      for (const e of page) {
+        if (queuedBytes(socket) >= this.o.replayWindowBytes && !(await whenDrained(socket, this.o.replayWindowBytes))) {
+          throw replayAborted();
+        }
+        socket.emit("group:msg", wireEntry(groupId, e));
+        head = e.seq;
+      }
+      if (page.length < REPLAY_PAGE) return head;
+    }
   }
 
   /** Stops pushing the group's log to this socket; the member stays in the call (the grace starts). */
@@ -638,6 +719,13 @@ export class GroupService {
     return this.runtimes.size;
   }
 
+  /** Paced log replays running on this node. */
+  get replayCount(): number {
+    let n = 0;
+    for (const c of this.pacedReplays.values()) n += c;
+    return n;
+  }
+
   /** Stops timers and waits for queued operations. */
   async close(): Promise<void> {
     this.closed = true;
@@ -655,6 +743,11 @@ class StoreConflict extends Error {
 /** The Socket.IO room of every connection of one device ("user/device"). */
 export function memberRoom(member: string): string {
   return `m:${member}`;
+}
+
+/** Nobody receives this answer (the connection is gone); it ends the replay and frees its slot. */
+function replayAborted(): DsError {
+  return new DsError("rate-limited", "the connection closed during the replay");
 }
 
 function suiteId(n: number): CipherSuiteId {

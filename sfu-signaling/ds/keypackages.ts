@@ -6,7 +6,8 @@
  * The DS checks an upload the way a group would (§10.1 without a group: signatures, lifetime, leaf) and
  * that its credential names the uploading device, so a claim never returns a KeyPackage someone planted for
  * another user. Single-use KeyPackages are deleted as they are handed out; a device's last-resort one is
- * handed out only when it has nothing else left.
+ * handed out only when it has nothing else left. A claimer may take another user's single-use KeyPackages
+ * only a few times per window (claim-quota.ts), so it cannot drain them.
  */
 import { decode } from "../../keying/codec/reader.js";
 import { toHex } from "../../keying/codec/bytes.js";
@@ -19,6 +20,7 @@ import { memberId, type Principal } from "../auth.js";
 import { DsError } from "../errors.js";
 import type { ClaimResult, DeviceBundle, SuiteInventory } from "../protocol.js";
 import type { Store, StoredKeyPackage } from "../store/store.js";
+import { ClaimQuota, type ClaimQuotaOptions } from "./claim-quota.js";
 
 /**
  * A Socket.IO packet carries at most 10 binary attachments (socket.io-parser's default, enforced by every
@@ -29,6 +31,7 @@ export const MAX_DEVICES_PER_USER = 10;
 export interface KeyPackageDirectoryOptions {
   /** Stored KeyPackages per device (all suites, last-resort ones included), so a device cannot fill the disk. */
   readonly maxPerDevice: number;
+  readonly claimQuota: ClaimQuotaOptions;
   /** Seconds since the Unix epoch. */
   readonly now?: () => number;
 }
@@ -37,6 +40,7 @@ const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
 export class KeyPackageDirectory {
   private readonly now: () => number;
+  private readonly quota: ClaimQuota;
 
   constructor(
     private readonly store: Store,
@@ -44,6 +48,7 @@ export class KeyPackageDirectory {
     private readonly options: KeyPackageDirectoryOptions,
   ) {
     this.now = options.now ?? (() => Math.floor(Date.now() / 1000));
+    this.quota = new ClaimQuota(options.claimQuota);
   }
 
   /** All-or-nothing: one bad KeyPackage refuses the whole upload. Returns how many were new. */
@@ -106,8 +111,12 @@ export class KeyPackageDirectory {
    * One bundle per device of `user`, in the first of `suites` (the requester's preference order) that every
    * device still holding material supports. `unknown-user` when the user never uploaded anything, `key-packages-exhausted` when nothing is left,
    * `no-common-suite` when no requested suite is held by all of those devices.
+   *
+   * `claimer` names who asks (a local user, or a remote provider's user) for the claim quota; undefined
+   * for a user claiming its own devices' KeyPackages, which is exempt. A claim that took only last-resort
+   * KeyPackages does not count; `claim-quota-exceeded` once the claimer used up its quota for this user.
    */
-  async claim(user: string, suites: readonly number[]): Promise<ClaimResult> {
+  async claim(user: string, suites: readonly number[], claimer: string | undefined): Promise<ClaimResult> {
     const now = this.now();
     const inventory = await this.store.keyPackageInventory(user, now);
     if (inventory.length === 0) throw new DsError("unknown-user", "no device of this user has published KeyPackages");
@@ -119,15 +128,21 @@ export class KeyPackageDirectory {
       const offered = [...new Set(holders.flatMap((d) => d.suites.map((s) => s.suite)))].sort((a, b) => a - b);
       throw new DsError("no-common-suite", "no requested cipher suite is supported by every device of this user", { offered });
     }
+    // Reserved before taking, so concurrent claims of one claimer cannot all pass the check.
+    const release = claimer === undefined ? undefined : this.quota.take(claimer, user);
     const devices: DeviceBundle[] = [];
     const exhausted: string[] = [];
-    for (const d of inventory) {
-      const kp = await this.store.takeKeyPackage(user, d.device, suite, now);
-      if (!kp) {
-        exhausted.push(d.device);
-        continue;
+    try {
+      for (const d of inventory) {
+        const kp = await this.store.takeKeyPackage(user, d.device, suite, now);
+        if (!kp) {
+          exhausted.push(d.device);
+          continue;
+        }
+        devices.push({ device: d.device, keyPackage: kp.keyPackage, identityKey: toHex(kp.identityKey), lastResort: kp.lastResort });
       }
-      devices.push({ device: d.device, keyPackage: kp.keyPackage, identityKey: toHex(kp.identityKey), lastResort: kp.lastResort });
+    } finally {
+      if (!devices.some((d) => !d.lastResort)) release?.();
     }
     return { user, suite, devices, exhausted };
   }

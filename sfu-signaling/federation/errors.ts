@@ -53,6 +53,7 @@ const DS_CODES: Record<DsErrorCode, true> = {
   "no-common-suite": true,
   "unknown-user": true,
   "key-packages-exhausted": true,
+  "claim-quota-exceeded": true,
   "unsupported-suite": true,
   "unknown-group": true,
   "group-exists": true,

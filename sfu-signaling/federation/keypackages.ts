@@ -15,6 +15,7 @@ import { toHex } from "../../keying/codec/bytes.js";
 import { getCipherSuite, isCipherSuiteId } from "../../keying/crypto/index.js";
 import { CredentialType, WireFormat, decodeMLSMessage, makeKeyPackageRef } from "../../keying/mls/messages.js";
 import type { Principal } from "../auth.js";
+import { remoteClaimer } from "../ds/claim-quota.js";
 import { memberRoom } from "../ds/groups.js";
 import { DsError } from "../errors.js";
 import type { ClaimResult } from "../protocol.js";
@@ -71,7 +72,8 @@ export class KeyPackageFederation {
     const { requester, user, suites } = parse(this.o.schemas.claim, payload);
     if (providerOfUser(requester) !== link.peer) throw new FederationError("forbidden-user", `${link.peer} cannot claim for ${requester}`);
     if (providerOfUser(user) !== this.o.domain) throw new DsError("unknown-user", `${user} is not a user of ${this.o.domain}`);
-    const result = await this.o.ds.directory.claim(user, suites);
+    // The quota counts per remote user: the peer vouches for who asks (checked above).
+    const result = await this.o.ds.directory.claim(user, suites, remoteClaimer(link.peer, requester));
     for (const bundle of result.devices) {
       const member = `${user}/${bundle.device}`;
       const ref = await this.refOf(bundle.keyPackage, result.suite, member);

@@ -6,7 +6,7 @@
  */
 import { TokenAuthority, type Principal } from "../../sfu-signaling/auth.js";
 import { createFederation, generateProviderKey, type Federation, type FederationConfig, type ProviderKey, type TrustedPeer } from "../../sfu-signaling/federation/index.js";
-import { startDs, type RunningDs } from "../../sfu-signaling/server.js";
+import { startDs, type DsOptions, type RunningDs } from "../../sfu-signaling/server.js";
 import { SqliteStore } from "../../sfu-signaling/store/sqlite.js";
 import type { Store } from "../../sfu-signaling/store/store.js";
 import { DsConnection } from "../../client/ds-connection.js";
@@ -43,6 +43,8 @@ export interface FederationOptions {
   readonly log?: boolean;
   /** Further federation settings of every provider. */
   readonly federation?: Partial<Pick<FederationConfig, "maxRemoteDevices">>;
+  /** Further DS settings of every provider. */
+  readonly ds?: Partial<DsOptions>;
 }
 
 /** Starts one DS per spec, all linked (per their trust lists), each with its own token key. */
@@ -75,7 +77,7 @@ export async function startProviders(specs: readonly ProviderSpec[], options: Fe
       ...options.federation,
       log: options.log ? (l) => console.log(`[${s.domain}] ${l}`) : undefined,
     });
-    const ds = await startDs({ store, tokenKey, leaveGraceMs: options.leaveGraceMs ?? 5000, extension: federation, log: options.log ? (l) => console.log(`[${s.domain} ds] ${l}`) : undefined });
+    const ds = await startDs({ ...options.ds, store, tokenKey, leaveGraceMs: options.leaveGraceMs ?? 5000, extension: federation, log: options.log ? (l) => console.log(`[${s.domain} ds] ${l}`) : undefined });
     ports.set(s.domain, ds.port);
     const tokens = new TokenAuthority(tokenKey);
     const proxy = proxies.get(s.domain)!;

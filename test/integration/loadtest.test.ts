@@ -23,6 +23,8 @@ function expectCorrect(r: LoadTestResult, changes: number): void {
   // Joins grow the call, leaves shrink it: each change's observers are the members after its batch.
   expect(r.samples.filter((s) => s.kind === "join")).toHaveLength(Math.ceil(changes / 2));
   expect(r.unobserved).toBe(0);
+  // The child DS's /metrics (loopback, no token) was read.
+  expect(r.ds_fanout?.commits_accepted).toBeGreaterThan(0);
   expect(r.ok).toBe(true);
 }
 
