@@ -133,6 +133,9 @@ class ProgressBar {
     const filled = Math.round(fraction * width);
     const text = `[${this.size} members] ${p.phase.padEnd(10)} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${p.done}/${p.total}  in call ${p.members}  ${elapsed}s`;
     if (process.stderr.isTTY) {
+      // Redrawn at most ten times a second: a large call reports thousands of installs a second.
+      if (performance.now() - this.lastLine < 100 && p.done !== p.total) return;
+      this.lastLine = performance.now();
       process.stderr.write(`\r${text.padEnd(process.stderr.columns ? Math.min(process.stderr.columns - 1, 120) : 100)}`);
       this.drawn = true;
     } else if (performance.now() - this.lastLine > 5000 || p.done === p.total) {

@@ -75,6 +75,12 @@ export interface Progress {
 }
 
 const DEFAULT_JOIN_WINDOW = 2;
+/**
+ * Every participant holds its own decoded ratchet tree (about 3 MB of heap at 1000 members), so a thread with
+ * all 500 participants of half a 1000-member call carries gigabytes, and its major collections stall it for
+ * seconds; past this many participants a thread is added even beyond the CPU count.
+ */
+const MAX_PARTICIPANTS_PER_THREAD = 250;
 
 const CONNECT_WINDOW = 16;
 
@@ -265,9 +271,13 @@ class Coordinator {
     });
   }
 
-  installed(epoch: number, ids: Iterable<number>): boolean {
+  /**
+   * Whether every one of `ids` (`count` of them) installed `epoch`. Waits ask this after every report, a
+   * thousand times an epoch in a large call: the count rules most answers out without reading the ids.
+   */
+  installed(epoch: number, ids: Iterable<number>, count: number): boolean {
     const installs = this.epochs.get(epoch)?.installs;
-    if (!installs) return false;
+    if (!installs || installs.size < count) return false;
     for (const id of ids) if (!installs.has(id)) return false;
     return true;
   }
@@ -314,7 +324,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
   const joinWindow = options.joinWindow ?? DEFAULT_JOIN_WINDOW;
   const seed = options.seed ?? 1;
   const batchTimeoutMs = options.batchTimeoutMs ?? 60_000 + 60 * n;
-  const workerCount = Math.max(1, options.workers ?? availableParallelism());
+  const workerCount = Math.max(1, options.workers ?? Math.max(availableParallelism(), Math.ceil(n / MAX_PARTICIPANTS_PER_THREAD)));
   if (!Number.isInteger(n) || n < 2) throw new Error("members must be an integer of at least 2");
   if (!Number.isInteger(changeCount) || changeCount < 0) throw new Error("changes must be a non-negative integer");
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error("concurrency must be a positive integer");
@@ -385,15 +395,11 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       progress();
     };
     joined(0, (await coordinator.join(0)).epoch);
-    // Every member holds `epoch` (or joined after it).
-    const caughtUp = (epoch: number) => {
-      const installs = coordinator.epochs.get(epoch)?.installs;
-      for (const [id, joinedAt] of present) if (joinedAt < epoch && !installs?.has(id)) return false;
-      return true;
-    };
+    // The members that must hold `epoch`: everyone who joined before it.
+    const holders = (epoch: number) => [...present].filter(([, joinedAt]) => joinedAt < epoch).map(([id]) => id);
     const lagging = (epoch: number) => {
-      const behind = [...present].filter(([id, joinedAt]) => joinedAt < epoch && !coordinator.epochs.get(epoch)?.installs.has(id));
-      const shown = behind.slice(0, 8).map(([id]) => `${identityOf(id)} at ${coordinator.newest.get(id) ?? "none"}`);
+      const behind = holders(epoch).filter((id) => !coordinator.epochs.get(epoch)?.installs.has(id));
+      const shown = behind.slice(0, 8).map((id) => `${identityOf(id)} at ${coordinator.newest.get(id) ?? "none"}`);
       return `${behind.length} behind: ${shown.join(", ")}${behind.length > shown.length ? ", ..." : ""}`;
     };
     await inWindows(ids.slice(1, n), joinWindow, async (id) => {
@@ -402,7 +408,8 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       // with 1000 members even three epochs of lag (about 5 s of work per thread each) was too much. So a join
       // starts only once every member holds the latest epoch: at most `joinWindow` commits are ever unprocessed.
       const epoch = lastEpoch;
-      await coordinator.waitFor(() => caughtUp(epoch), batchTimeoutMs, () => `members catching up to epoch ${epoch} while joining (${lagging(epoch)})`);
+      const ids = holders(epoch);
+      await coordinator.waitFor(() => coordinator.installed(epoch, ids, ids.length), batchTimeoutMs, () => `members catching up to epoch ${epoch} while joining (${lagging(epoch)})`);
       joined(id, (await coordinator.join(id)).epoch);
     });
     const joinEnd = now();
@@ -483,7 +490,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
         for (const c of batchChanges) c.observers = [...present].filter(([, joinedAt]) => joinedAt <= c.epoch!).map(([id]) => id);
         members = present.size;
         await coordinator.waitFor(
-          () => coordinator.installed(lastEpoch, memberIds()),
+          () => coordinator.installed(lastEpoch, memberIds(), present.size),
           batchTimeoutMs,
           () => `batch ${batch}: every member at epoch ${lastEpoch}; missing ${[...memberIds()].filter((id) => !coordinator.epochs.get(lastEpoch)?.installs.has(id)).length}`,
         );
