@@ -328,6 +328,8 @@ export function nextEpochState(
   },
 ): GroupState {
   const tree = state.tree;
+  // Kept for the signature keys of late messages only: its member index would cost far more than they do.
+  tree.releaseCaches();
   const past: PastEpoch = {
     context: state.context,
     senderDataSecret: state.keys.senderDataSecret,

@@ -80,6 +80,13 @@ export class RatchetTree {
     return value;
   }
 
+  /** Drops the index and derived values (rebuilt on demand): for a tree kept only to answer about a past epoch. */
+  releaseCaches(): void {
+    this.index = undefined;
+    this.indexShared = false;
+    this.derivedValues.clear();
+  }
+
   /** Who holds which key, and the members' credential types (§7.3 checks), for this tree as it is now. */
   memberIndex(): MemberView {
     this.index ??= MemberIndex.of(this.nodes);
@@ -254,6 +261,7 @@ export class RatchetTree {
       this.nodes.push(undefined);
       this.hashes.push(undefined);
     }
+    this.derivedValues.clear();
   }
 
   /** Halve the tree while its right half holds no member (§7.8); never below one leaf. */
@@ -265,6 +273,7 @@ export class RatchetTree {
       if (!blank) return;
       this.nodes.length = half;
       this.hashes.length = half;
+      this.derivedValues.clear();
     }
   }
 
