@@ -242,13 +242,25 @@ export const encodeCapabilities: Encoder<Capabilities> = (w, v) => {
     .vector(v.proposals, writeU16)
     .vector(v.credentials, writeU16);
 };
-export const decodeCapabilities: Decoder<Capabilities> = (r) => ({
-  versions: r.vector(readU16),
-  cipherSuites: r.vector(readU16),
-  extensions: r.vector(readU16),
-  proposals: r.vector(readU16),
-  credentials: r.vector(readU16),
-});
+/**
+ * Decoded Capabilities, shared (frozen) between every LeafNode that lists the same ones: the members of a call
+ * nearly all run one client, and a 1000-member tree otherwise holds 1000 copies of five arrays.
+ */
+const knownCapabilities = new Map<string, Capabilities>();
+const MAX_KNOWN_CAPABILITIES = 256;
+
+export const decodeCapabilities: Decoder<Capabilities> = (r) => {
+  const lists = [r.vector(readU16), r.vector(readU16), r.vector(readU16), r.vector(readU16), r.vector(readU16)] as const;
+  const key = lists.map((l) => l.join(",")).join("|");
+  let known = knownCapabilities.get(key);
+  if (!known) {
+    if (knownCapabilities.size >= MAX_KNOWN_CAPABILITIES) knownCapabilities.clear();
+    const [versions, cipherSuites, extensions, proposals, credentials] = lists.map((l) => Object.freeze(l));
+    known = Object.freeze({ versions, cipherSuites, extensions, proposals, credentials }) as Capabilities;
+    knownCapabilities.set(key, known);
+  }
+  return known;
+};
 
 export interface Lifetime {
   notBefore: bigint;

@@ -25,6 +25,7 @@ import {
   decodeProposal,
   decodeRatchetTree,
   decodeReInit,
+  decodeCapabilities,
   decodeRequiredCapabilities,
   decodeSenderData,
   encodeAuthenticatedContent,
@@ -41,6 +42,7 @@ import {
   encodeProposal,
   encodeRatchetTree,
   encodeReInit,
+  encodeCapabilities,
   encodeRequiredCapabilities,
   encodeSenderData,
   findExtension,
@@ -401,5 +403,19 @@ describe("hash-based identifiers", () => {
       }
     }
     expect(checked).toBeGreaterThan(0);
+  });
+});
+
+describe("decoded Capabilities are shared", () => {
+  const caps = (credentials: number[]) => ({ versions: [1], cipherSuites: [1, 2], extensions: [10], proposals: [], credentials });
+  it("byte-identical Capabilities decode to one frozen object; any difference to another", () => {
+    const a = decode(decodeCapabilities, encode(encodeCapabilities, caps([1])));
+    const b = decode(decodeCapabilities, encode(encodeCapabilities, caps([1])));
+    const c = decode(decodeCapabilities, encode(encodeCapabilities, caps([1, 2])));
+    expect(a).toBe(b);
+    expect(c).not.toBe(a);
+    expect(c).toEqual(caps([1, 2]));
+    expect(Object.isFrozen(a) && Object.isFrozen(a.credentials)).toBe(true);
+    expect(() => (a.credentials as number[]).push(2)).toThrow(TypeError);
   });
 });
