@@ -6,13 +6,12 @@
  * member must receive every entry once, in order, whichever DS it is connected to.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { WireEntry } from "../../sfu-signaling/protocol.js";
 import { utf8 } from "../../keying/codec/bytes.js";
 import { MlsGroup } from "../../keying/mls/group.js";
 import { DsConnection } from "../../client/ds-connection.js";
 import { connectToHub, hubToken, onDeviceChange, retireDevice, type DeviceChange } from "../../client/federation.js";
 import { describePeers, epochOf, fingerprint, fullLog, sessionPeer, until, type Peer } from "./call-helpers.js";
-import { connectTo, homePeer, startProviders, stopProviders, type Provider } from "./federation-helpers.js";
+import { TrackedPeers, connectTo, homePeer, startProviders, stopProviders, type Provider } from "./federation-helpers.js";
 
 const ROOM = "standup@a.example";
 const SLOW_BACKOFF = { commitPolicy: { backoffStepMs: 5000, maxBackoffMs: 20_000 } };
@@ -22,9 +21,8 @@ describe("a call across three providers", () => {
   let a: Provider;
   let b: Provider;
   let c: Provider;
-  const peers: Peer[] = [];
-  /** Raw group:msg seqs each peer's connection received, to check once-and-in-order delivery. */
-  const received = new Map<Peer, number[]>();
+  const tracked = new TrackedPeers();
+  const { peers, received } = tracked;
   let groupId: string;
 
   beforeAll(async () => {
@@ -51,13 +49,7 @@ describe("a call across three providers", () => {
     return seen;
   }
 
-  function track(p: Peer): Peer {
-    const seqs: number[] = [];
-    received.set(p, seqs);
-    p.connection.socket.on("group:msg", (e: WireEntry) => seqs.push(e.seq));
-    peers.push(p);
-    return p;
-  }
+  const track = (p: Peer) => tracked.add(p);
 
   async function agreeAt(epoch: bigint): Promise<string[]> {
     const live = present();

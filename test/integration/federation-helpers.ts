@@ -13,6 +13,7 @@ import { DsConnection } from "../../client/ds-connection.js";
 import type { CallSessionOptions } from "../../client/call-session.js";
 import { sessionPeer, type Peer } from "./call-helpers.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
+import type { WireEntry } from "../../sfu-signaling/protocol.js";
 
 export interface Provider {
   readonly domain: string;
@@ -120,3 +121,17 @@ export async function homePeer(provider: Provider, user: string, room: string, o
   return sessionPeer(await connectTo(provider, user, device), user, room, options);
 }
 
+
+/** The peers of a test and the raw group:msg seqs each one's connection received (once-and-in-order checks). */
+export class TrackedPeers {
+  readonly peers: Peer[] = [];
+  readonly received = new Map<Peer, number[]>();
+
+  add(p: Peer): Peer {
+    const seqs: number[] = [];
+    this.received.set(p, seqs);
+    p.connection.socket.on("group:msg", (e: WireEntry) => seqs.push(e.seq));
+    this.peers.push(p);
+    return p;
+  }
+}

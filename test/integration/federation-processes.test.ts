@@ -16,8 +16,8 @@ import { DsRequestError, bytesOf, parseSnapshot } from "../../client/protocol.js
 import { FederationError } from "../../sfu-signaling/federation/index.js";
 import { importPublicKey } from "../../sfu-signaling/federation/identity.js";
 import { PeerLink } from "../../sfu-signaling/federation/link.js";
-import type { WireEntry } from "../../sfu-signaling/protocol.js";
 import { describePeers, epochOf, fingerprint, sessionPeer, until, type Peer } from "./call-helpers.js";
+import { TrackedPeers } from "./federation-helpers.js";
 import { startProviderProcesses, type DsProcess, type ProviderProcesses } from "./provider-processes.js";
 import { NodePeer, pump } from "./werift-peer.js";
 
@@ -34,11 +34,10 @@ describe("three providers as three processes", () => {
   let b: DsProcess;
   let c: DsProcess;
   let x: DsProcess;
-  const peers: Peer[] = [];
+  const tracked = new TrackedPeers();
+  const { peers, received } = tracked;
   const connections: DsConnection[] = [];
   const links: PeerLink[] = [];
-  /** Raw group:msg seqs each member's connection received. */
-  const received = new Map<Peer, number[]>();
   let groupId: string;
 
   beforeAll(async () => {
@@ -69,13 +68,7 @@ describe("three providers as three processes", () => {
     return connection;
   }
 
-  function track(p: Peer): Peer {
-    const seqs: number[] = [];
-    received.set(p, seqs);
-    p.connection.socket.on("group:msg", (e: WireEntry) => seqs.push(e.seq));
-    peers.push(p);
-    return p;
-  }
+  const track = (p: Peer) => tracked.add(p);
 
   async function member(ds: DsProcess, user: string, options: Partial<CallSessionOptions> = {}): Promise<Peer> {
     const home = await DsConnection.connect({ url: ds.url, token: await ds.token({ user }), transports: ["websocket"] });
