@@ -128,6 +128,9 @@ export class DsMetrics {
   readonly keyPackagesClaimed = this.registry.register(new Counter("conclave_ds_key_packages_claimed_total", "KeyPackages handed out, by kind"));
   readonly externalProposals = this.registry.register(new Counter("conclave_ds_external_proposals_total", "Remove proposals the DS sent as external sender, by cause"));
   readonly memberReports = this.registry.register(new Counter("conclave_ds_member_reports_total", "Sequenced commits a member reported it could not process"));
+  readonly backlogDisconnects = this.registry.register(
+    new Counter("conclave_ds_backlog_disconnects_total", "Connections dropped because more than maxQueuedBytes waited to be written to them"),
+  );
   readonly fanoutSeconds = this.registry.register(
     new Histogram("conclave_ds_fanout_seconds", "From receiving a message to handing it to Socket.IO for every subscriber", [
       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,

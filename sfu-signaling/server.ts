@@ -16,12 +16,16 @@ import { ExternalSenderKeys } from "./ds/external-sender.js";
 import { GroupService, memberRoom } from "./ds/groups.js";
 import { DEFAULT_CLAIM_QUOTA, localClaimer, type ClaimQuotaOptions } from "./ds/claim-quota.js";
 import { KeyPackageDirectory } from "./ds/keypackages.js";
+import { dropConnection, queuedBytes } from "./ds/socket-queue.js";
 import { DsError, toWireError } from "./errors.js";
 import { DsMetrics } from "./metrics.js";
 import { ConnectionRateLimiter, DEFAULT_RATE_LIMITS, payloadBytes, type RateLimitOptions } from "./rate-limit.js";
 import type { DsRequestEvent } from "./protocol.js";
 import type { Store } from "./store/store.js";
 import { GROUP_ID, ROOM, SEQ, SUITE, arr, bytes, obj, optional, parse, str, type Schema } from "./validate.js";
+
+/** How often connections are checked for a backlog over `maxQueuedBytes`. */
+const BACKLOG_SWEEP_MS = 500;
 
 export interface DsOptions {
   readonly store: Store;
@@ -56,6 +60,11 @@ export interface DsOptions {
   readonly replayWindowBytes?: number;
   /** Long (paced) log replays one device may run at once on this node; more are refused with `rate-limited`. Default 4. */
   readonly maxReplaysPerDevice?: number;
+  /**
+   * A connection with more than this waiting to be written to it (it stopped reading: live fan-out piles up) is
+   * dropped, checked twice a second; its client reconnects and resumes from the last entry it got. Default 16 MiB.
+   */
+  readonly maxQueuedBytes?: number;
   /**
    * Bearer token `/metrics` requires (`Authorization: Bearer <token>`). Unset: `/metrics` answers only
    * requests from a loopback address that did not come through a proxy (no Forwarded / X-Forwarded-For).
@@ -290,6 +299,18 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
     dispatch: async (event, principal, socket, payload) => routes[event].handle(principal, socket, parse(routes[event].schema, payload) as never),
   });
   await service.startup();
+  // Live fan-out cannot wait for a slow reader (the call goes on), so what piles up for one is capped here.
+  const maxQueued = options.maxQueuedBytes ?? 16 << 20;
+  const backlogSweep = setInterval(() => {
+    for (const socket of io.of("/").sockets.values()) {
+      if (queuedBytes(socket) <= maxQueued) continue;
+      const principal = socket.data.principal as Principal;
+      log(`disconnecting ${principal.user}/${principal.device}: more than ${maxQueued} bytes queued (not reading)`);
+      metrics.backlogDisconnects.inc();
+      dropConnection(socket);
+    }
+  }, BACKLOG_SWEEP_MS);
+  backlogSweep.unref();
   await listen(http, options.port ?? 0, options.host ?? "127.0.0.1");
   const port = (http.address() as AddressInfo).port;
   const host = options.host ?? "127.0.0.1";
@@ -300,6 +321,7 @@ export async function startDs(options: DsOptions): Promise<RunningDs> {
     port,
     metrics,
     async close() {
+      clearInterval(backlogSweep);
       await extension?.close?.();
       await service.close();
       io.disconnectSockets(true);

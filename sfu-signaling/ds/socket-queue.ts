@@ -12,7 +12,7 @@ interface EnginePacket {
 
 interface EngineTransport {
   readonly writable?: boolean;
-  readonly socket?: { readonly bufferedAmount?: number };
+  readonly socket?: { readonly bufferedAmount?: number; terminate?(): void };
   on(event: "drain", fn: () => void): void;
   off(event: "drain", fn: () => void): void;
 }
@@ -106,4 +106,14 @@ export function whenDrained(socket: Socket, below: number): Promise<boolean> {
     const timer = setInterval(wake, 1000);
     timer.unref();
   });
+}
+
+/**
+ * Disconnects at once, even a peer that stopped reading: a WebSocket close would wait for its closing handshake
+ * (ws gives up only after 30 s) behind everything still queued, so the TCP connection is cut instead, and the
+ * client sees the drop and reconnects.
+ */
+export function dropConnection(socket: Socket): void {
+  socket.disconnect(true);
+  engineOf(socket)?.transport.socket?.terminate?.();
 }

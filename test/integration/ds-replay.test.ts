@@ -23,13 +23,16 @@ const WINDOW = 1 << 20;
 /** A loopback proxy whose connections can stop reading from the DS (the DS's writes then back up). */
 async function startStallingProxy(target: number) {
   const backends = new Set<NetSocket>();
+  const clients = new Map<NetSocket, NetSocket>();
   const server = createServer((client) => {
     const backend = connect(target, "127.0.0.1");
     backends.add(backend);
+    clients.set(backend, client);
     client.pipe(backend);
     backend.pipe(client);
     const end = () => {
       backends.delete(backend);
+      clients.delete(backend);
       client.destroy();
       backend.destroy();
     };
@@ -44,6 +47,10 @@ async function startStallingProxy(target: number) {
         b.unpipe();
         b.pause();
       }
+    },
+    /** Reads from the DS again on every open connection (a stalled one then sees what the DS did meanwhile). */
+    resume: () => {
+      for (const b of backends) b.pipe(clients.get(b)!);
     },
     close: () => {
       for (const b of backends) b.destroy();
@@ -204,6 +211,50 @@ describe("DS log replay", () => {
       expect(seqs).toEqual(range(1, last));
     } finally {
       connection.close();
+    }
+  }, 60_000);
+});
+
+describe("DS live fan-out to a connection that stopped reading", () => {
+  const LIMIT = 512 << 10;
+  let t: TestDs;
+
+  beforeAll(async () => {
+    // Alice sends far faster than the default byte rate allows a member: that limit is not what is tested here.
+    t = await startTestDs({ maxQueuedBytes: LIMIT, leaveGraceMs: 60_000, rateLimits: { bytesPerSecond: 256 << 20, byteBurst: 256 << 20 } });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("drops the connection once its backlog passes maxQueuedBytes; the client reconnects and misses nothing", async () => {
+    const alice = await Participant.connect(t.ds.url, await t.token({ user: "alice" }), "alice/d1");
+    await alice.join("backlog");
+    const groupId = alice.groupId!;
+    const proxy = await startStallingProxy(t.ds.port);
+    const connection = await DsConnection.connect({ url: proxy.url, token: await t.token({ user: "dave" }), transports: ["websocket"], reconnectionDelayMs: 50 });
+    try {
+      const seqs: number[] = [];
+      await connection.subscribe(groupId, 0, { entry: (e) => seqs.push(e.seq), closed: () => undefined });
+      proxy.stall();
+      // 15 MB of chat while dave reads nothing: more than the loopback socket buffers absorb, so the rest piles
+      // up in the DS (the limit is 512 KiB); sending stops as soon as the DS has dropped dave's connection.
+      const big = "x".repeat(600_000);
+      let last = 0;
+      for (let i = 0; i < 25 && t.ds.metrics.backlogDisconnects.get() === 0; i++) last = ok(await alice.send(`${i} ${big}`)).seq;
+      await until(() => t.ds.metrics.backlogDisconnects.get() === 1, "the backlog disconnect");
+      last = ok(await alice.send("after the disconnect")).seq;
+      // The DS let go of the connection at once; dave, reading again, sees the drop, reconnects and resumes.
+      await until(() => t.ds.metrics.connections.get() === 1, "the DS to let go of dave's connection (alice's is left)");
+      proxy.resume();
+      await until(() => seqs.length === last, "dave to catch up after reconnecting", 30_000);
+      expect(seqs).toEqual(range(1, last));
+      expect(alice.errors).toEqual([]);
+    } finally {
+      connection.close();
+      alice.close();
+      await proxy.close();
     }
   }, 60_000);
 });
