@@ -49,7 +49,6 @@ function readGuard(page: Page): Promise<GuardState> {
     let framesSent = 0;
     (await pc?.getStats())?.forEach((s: Record<string, unknown>) => {
       if (s.type === "outbound-rtp" && s.kind === "video") framesSent += Number(s.framesSent ?? 0);
-      if (s.type === "inbound-rtp") console.log("INBOUND", s.kind, s.mid, s.packetsReceived, s.framesReceived, s.framesDecoded, s.framesDropped, s.framesAssembledFromMultiplePackets);
     });
     const remoteTracks: Record<string, string[]> = {};
     for (const p of call.participants) {
