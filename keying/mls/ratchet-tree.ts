@@ -1,4 +1,3 @@
-import { bytesEqual } from "../codec/bytes.js";
 import { MlsDecodeError } from "../codec/errors.js";
 import type { Reader } from "../codec/reader.js";
 import type { Writer } from "../codec/writer.js";
@@ -149,13 +148,12 @@ export class RatchetTree {
   }
 
   findLeafBySignatureKey(signatureKey: Uint8Array): LeafIndex | undefined {
-    for (const [i, leaf] of this.leaves()) if (bytesEqual(leaf.signatureKey, signatureKey)) return i;
-    return undefined;
+    return this.memberIndex().signatureKeyOwner(signatureKey);
   }
 
   findLeafByEncryptionKey(encryptionKey: Uint8Array): LeafIndex | undefined {
-    for (const [i, leaf] of this.leaves()) if (bytesEqual(leaf.encryptionKey, encryptionKey)) return i;
-    return undefined;
+    const x = this.memberIndex().encryptionKeyOwner(encryptionKey);
+    return x !== undefined && isLeafNode(x) ? nodeToLeaf(x) : undefined;
   }
 
   setLeaf(leaf: LeafIndex, value: LeafNode | undefined): void {

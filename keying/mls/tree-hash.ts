@@ -1,7 +1,8 @@
-import { bytesEqual, toHex } from "../codec/bytes.js";
+import { bytesEqual } from "../codec/bytes.js";
 import { Writer } from "../codec/writer.js";
 import type { CipherSuite } from "../crypto/cipher-suite.js";
 import { MlsValidationError } from "./errors.js";
+import { KeyMap } from "./key-map.js";
 import { verifyLeafNodeSignature } from "./leaf-node.js";
 import { LeafNodeSource, NodeType, encodeLeafNode, encodeParentNode, type LeafNode, type ParentNode } from "./messages.js";
 import type { RatchetTree } from "./ratchet-tree.js";
@@ -162,20 +163,18 @@ function checkUnmergedLeaves(tree: RatchetTree): void {
 
 /** §7.3, §12.4.3.1: encryption keys are unique over all nodes, signature keys over all leaves. */
 function checkUniqueKeys(tree: RatchetTree): void {
-  const encryptionKeys = new Map<string, NodeIndex>();
-  const signatureKeys = new Map<string, LeafIndex>();
+  const encryptionKeys = new KeyMap<NodeIndex>();
+  const signatureKeys = new KeyMap<LeafIndex>();
   const noteEncryptionKey = (x: NodeIndex, key: Uint8Array): void => {
-    const hex = toHex(key);
-    const other = encryptionKeys.get(hex);
+    const other = encryptionKeys.get(key);
     if (other !== undefined) throw new MlsValidationError("duplicate-key", `nodes ${other} and ${x} share an encryption key`);
-    encryptionKeys.set(hex, x);
+    encryptionKeys.set(key, x);
   };
   for (const [l, leaf] of tree.leaves()) {
     noteEncryptionKey(leafToNode(l), leaf.encryptionKey);
-    const hex = toHex(leaf.signatureKey);
-    const other = signatureKeys.get(hex);
+    const other = signatureKeys.get(leaf.signatureKey);
     if (other !== undefined) throw new MlsValidationError("duplicate-key", `leaves ${other} and ${l} share a signature key`);
-    signatureKeys.set(hex, l);
+    signatureKeys.set(leaf.signatureKey, l);
   }
   for (const [p, node] of tree.parents()) noteEncryptionKey(p, node.encryptionKey);
 }
